@@ -1,0 +1,38 @@
+# The project's entry points. `make test` and `make demo` are the README's two commands.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test lint schema golden bench demo clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+test: install ## unit and CLI tests (integration tests join when the platform exists)
+	$(BIN)/pytest
+
+lint: install ## ruff, formatting, mypy (strict on the pure core), import contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+schema: install ## regenerate the published JSON Schema from the models
+	$(BIN)/mico-reconciler schema > schemas/mico.schema.json
+
+golden: install ## regenerate the golden render of the example after an intended change
+	$(BIN)/mico-reconciler render examples/mico.yaml > tests/golden/example-objects.yaml
+
+bench: install ## validate/render of a generated 1,000-service config
+	$(BIN)/python bench/spec_bench.py --services 1000
+
+demo: install ## the pipeline on the example: validate, render, and review a change
+	bash hack/demo.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Benchmark of the pure core: `validate` and `render` on a generated config.
+
+Generates N services in N/5 applications (Kafka services, shared instances, connectors,
+source builds), then times the real CLI commands end to end (fresh process each run, the
+way CI calls them) and, as the baseline measured in the same run, a bare libyaml `yaml.load` of
+the same file in a fresh process. Reports the median of --runs, ratios to the baseline and
+peak RSS. The pure core makes no Kubernetes API request, so none are counted here.
+
+    python bench/spec_bench.py --services 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def generate(services: int) -> dict[str, Any]:
+    docs_services = []
+    for i in range(services):
+        kafka = i % 4 == 0
+        service: dict[str, Any] = {
+            "shortName": f"service-{i:04d}",
+            "version": f"v1.{i % 3}.0",
+            "name": f"Service {i}",
+            "description": "generated for the benchmark",
+            "kafkaEnabled": kafka,
+            "interfaces": [
+                {"name": "http", "ports": [{"port": 80, "targetPort": 8080}]},
+                {"name": "metrics", "public": False, "ports": [{"port": 9090, "targetPort": 9090}]},
+            ],
+        }
+        if i % 10 == 0:
+            service["source"] = {"git": f"https://git.example.com/team/service-{i:04d}.git"}
+        else:
+            service["image"] = f"registry.example.com/team/service-{i:04d}:1.{i % 3}.0"
+        if i > 0:
+            service["dependencies"] = [{"shortName": f"service-{i - 1:04d}", "version": ">=1.0.0 <2.0.0"}]
+        docs_services.append(service)
+    applications = []
+    for a in range(services // 5):
+        members = [docs_services[(a * 5 + k) % services] for k in range(5)]
+        if a > 0:  # every application also shares the first service of the previous one
+            members[0] = docs_services[(a - 1) * 5]
+        entries = []
+        for k, member in enumerate(members):
+            entry: dict[str, Any] = {
+                "shortName": member["shortName"],
+                "version": member["version"],
+                "replicas": 1 + k % 3,
+                "labels": {"team": "bench"},
+                "env": {"LOG_LEVEL": "info"},
+            }
+            if member["kafkaEnabled"]:
+                entry["topics"] = [{"name": f"topic-{member['shortName']}", "role": "INPUT"}]
+            entries.append(entry)
+        # the shared first entry must stay identical across applications; the second connects
+        entries[1]["interfaceConnections"] = [
+            {"env": "UPSTREAM", "service": members[2]["shortName"], "interface": "http"}
+        ]
+        applications.append(
+            {
+                "shortName": f"application-{a:03d}",
+                "version": "v1.0.0",
+                "name": f"Application {a}",
+                "services": _dedupe(entries),
+                "kafkaFaasConnectors": [{"instance": "bridge", "inputTopic": f"in-{a}", "outputTopic": f"out-{a}"}],
+            }
+        )
+    return {"apiVersion": "ust.mico/v1", "services": docs_services, "applications": applications}
+
+
+def _dedupe(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    result = []
+    for entry in entries:
+        if entry["shortName"] not in seen:
+            seen.add(entry["shortName"])
+            result.append(entry)
+    for entry in result:  # connections may only name members of the same application
+        entry["interfaceConnections"] = [
+            c for c in entry.get("interfaceConnections", []) if c["service"] in seen
+        ]
+    return result
+
+
+def timed(command: list[str]) -> tuple[float, int, str]:
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    return elapsed, result.returncode, result.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "mico.yaml"
+        config.write_text(yaml.safe_dump(generate(args.services), sort_keys=False))
+        cli = [sys.executable, "-m", "reconciler"]
+        commands = {
+            "baseline: yaml.load (libyaml)": [sys.executable, "-c",
+                                         f"import yaml; yaml.load(open({str(config)!r}), Loader=yaml.CSafeLoader)"],
+            "mico-reconciler validate": [*cli, "validate", str(config)],
+            "mico-reconciler render": [*cli, "render", str(config)],
+        }
+        medians: dict[str, float] = {}
+        outputs: dict[str, str] = {}
+        for name, command in commands.items():
+            times = []
+            for _ in range(args.runs):
+                elapsed, _, out = timed(command)
+                times.append(elapsed)
+            medians[name] = statistics.median(times)
+            outputs[name] = out
+        peak_rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        objects = outputs["mico-reconciler render"].count("\n---\n") + 1
+        lines = config.read_text().count("\n")
+    apps = args.services // 5
+    print(f"config: {args.services} services, {apps} applications, {lines} YAML lines -> {objects} objects")
+    print(f"median of {args.runs} runs, each a fresh process; Kubernetes API requests: 0 (pure core)")
+    print(f"{'command':<28} {'seconds':>8} {'x baseline':>11}")
+    baseline = medians["baseline: yaml.load (libyaml)"]
+    for name, seconds in medians.items():
+        print(f"{name:<28} {seconds:>8.2f} {seconds / baseline:>11.2f}")
+    print(f"peak RSS of the slowest child: {peak_rss_mib:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Load a config (file contents by path) into a validated `Spec`, or every problem in it.
+
+Pure: it gets bytes, never opens files. Structural errors come from the pydantic models
+(the same rules as the JSON Schema); semantic ones from `rules`. Elements that are
+structurally valid are still checked semantically, so one run reports all errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.spec import rules, yamldoc
+from reconciler.spec.model import (
+    API_VERSION,
+    PATTERN_HELP,
+    Application,
+    ContractModel,
+    Document,
+    Service,
+)
+from reconciler.spec.problems import Marks, Origin, Problem, SpecError, YamlPath
+from reconciler.spec.version import MicoVersion
+
+_USERINFO = re.compile(r"(://)[^/@\s]*@")
+CONFIG_FILE = re.compile(r"(^|/)(mico\.yaml|[^/]+\.mico\.yaml)$")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated config: services and applications sorted by name and version."""
+
+    services: tuple[Service, ...]
+    applications: tuple[Application, ...]
+
+    def service(self, short_name: str, version: str) -> Service:
+        wanted = MicoVersion.parse(version)
+        for service in self.services:
+            if service.short_name == short_name and MicoVersion.parse(service.version) == wanted:
+                return service
+        raise KeyError((short_name, version))
+
+
+def select_config_files(paths: Iterable[str]) -> list[str]:
+    """The files a directory contributes: mico.yaml and *.mico.yaml, in sorted path order."""
+    return sorted(p for p in paths if CONFIG_FILE.search(p))
+
+
+def load(files: Mapping[str, bytes]) -> Spec:
+    """Parse and validate; raises SpecError with every problem found."""
+    problems: list[Problem] = []
+    services: list[rules.Sourced[Service]] = []
+    applications: list[rules.Sourced[Application]] = []
+    broken: set[str] = set()
+    for name in sorted(files):
+        documents, parse_problems = yamldoc.parse(name, files[name])
+        problems.extend(parse_problems)
+        if not documents and not parse_problems:
+            problems.append(Problem(name, 1, 1, "(file)", "the file holds no YAML document"))
+        for document in documents:
+            if document.data is None:
+                continue
+            problems.extend(_collect(document, services, applications, broken))
+    problems.extend(rules.check(services, applications, broken))
+    if problems:
+        raise SpecError(problems)
+    return Spec(
+        services=tuple(sorted((s.item for s in services), key=_identity)),
+        applications=tuple(sorted((a.item for a in applications), key=_identity)),
+    )
+
+
+def _identity(item: Service | Application) -> tuple[str, MicoVersion]:
+    return (item.short_name, MicoVersion.parse(item.version))
+
+
+def _collect(
+    document: yamldoc.Document,
+    services: list[rules.Sourced[Service]],
+    applications: list[rules.Sourced[Application]],
+    broken: set[str],
+) -> list[Problem]:
+    data, marks = document.data, document.marks
+    if not isinstance(data, dict):
+        line, column = marks.locate(())
+        return [
+            Problem(
+                marks.file,
+                line,
+                column,
+                "(document)",
+                f"a document must be a mapping with 'apiVersion: {API_VERSION}', got {_kind(data)}",
+            )
+        ]
+    try:
+        parsed = Document.model_validate(data)
+    except ValidationError as err:
+        _salvage(data, marks, services, applications, broken)
+        return problems_from(err, marks)
+    services.extend(rules.Sourced(s, Origin(marks, ("services", i))) for i, s in enumerate(parsed.services))
+    applications.extend(
+        rules.Sourced(a, Origin(marks, ("applications", i))) for i, a in enumerate(parsed.applications)
+    )
+    return []
+
+
+def _salvage(
+    data: dict[Any, Any],
+    marks: Marks,
+    services: list[rules.Sourced[Service]],
+    applications: list[rules.Sourced[Application]],
+    broken: set[str],
+) -> None:
+    """Keep the valid elements of an invalid document for the semantic rules."""
+    kinds: tuple[tuple[str, type[Service] | type[Application], list[Any]], ...] = (
+        ("services", Service, services),
+        ("applications", Application, applications),
+    )
+    for key, model, sink in kinds:
+        items = data.get(key)
+        if not isinstance(items, list):
+            continue
+        for i, raw in enumerate(items):
+            try:
+                sink.append(rules.Sourced(model.model_validate(raw), Origin(marks, (key, i))))
+            except ValidationError:
+                if isinstance(raw, dict) and isinstance(raw.get("shortName"), str):
+                    broken.add(raw["shortName"])
+
+
+#: Every field name of the contract, to suggest a fix for a typo such as `replcas`.
+_KNOWN_FIELDS = sorted(
+    {
+        field.alias or name
+        for model in ContractModel.__subclasses__()
+        for name, field in model.model_fields.items()
+    }
+)
+
+
+def problems_from(err: ValidationError, marks: Marks, prefix: YamlPath = ()) -> list[Problem]:
+    """Pydantic errors as problems that point at the offending YAML node."""
+    problems = []
+    for error in err.errors(include_url=False):
+        loc: YamlPath = prefix + tuple(k for k in error["loc"] if k != "[key]")
+        problems.append(Origin(marks, loc).problem(_message(error)))
+    return problems
+
+
+def _message(error: Any) -> str:
+    kind, loc, value = error["type"], error["loc"], error.get("input")
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        close = difflib.get_close_matches(key, _KNOWN_FIELDS, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown field {key!r}{hint}"
+    if kind == "missing":
+        return f"required field {str(loc[-1])!r} is missing"
+    if kind == "string_pattern_mismatch":
+        pattern = error["ctx"]["pattern"]
+        return f"{redact(value)!r} is not {PATTERN_HELP.get(pattern, f'matching {pattern}')}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind.endswith("_type") or kind in ("literal_error", "model_type"):
+        message += f", got {_kind(value)}"
+    return message
+
+
+def redact(text: str) -> str:
+    """Error messages end up in CI logs and history: never echo a URL's credentials."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"number {value}"
+    if isinstance(value, str):
+        return f"string {redact(value)!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__

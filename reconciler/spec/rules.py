@@ -1,0 +1,369 @@
+"""Semantic rules of the contract: everything the JSON Schema cannot say.
+
+References between services, applications, interfaces and topics; uniqueness across files;
+sharing conflicts; Kafka and connector rules; derived Kubernetes names. Each rule adds
+problems and never stops the others, so one run reports every error.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from reconciler.spec import names
+from reconciler.spec.model import Application, KafkaFaasConnector, Service, ServiceDeployment
+from reconciler.spec.problems import Origin, Problem
+from reconciler.spec.version import MicoVersion, VersionRange
+
+T = TypeVar("T")
+
+#: Variables the reconciler sets itself on Kafka-enabled services and connectors.
+KAFKA_VARIABLES = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_GROUP_ID",
+    "KAFKA_TOPIC_INPUT",
+    "KAFKA_TOPIC_OUTPUT",
+    "KAFKA_TOPIC_INVALID_MESSAGE",
+    "KAFKA_TOPIC_DEAD_LETTER",
+    "KAFKA_TOPIC_TEST_MESSAGE_OUTPUT",
+)
+RESERVED_LABEL_PREFIXES = ("ust.mico/", "app.kubernetes.io/")
+#: Deployment fields that must agree between applications sharing one instance.
+SHARED_FIELDS = ("labels", "env", "image_pull_policy", "interface_connections", "topics")
+
+
+@dataclass(frozen=True)
+class Sourced(Generic[T]):
+    item: T
+    origin: Origin
+
+
+def instance_key(service: Service, entry: ServiceDeployment) -> tuple[str, str, str]:
+    """Entries with the same key are one Deployment (MICO's scale-out)."""
+    return (service.short_name, service.version, entry.instance or "")
+
+
+class _Checker:
+    def __init__(
+        self,
+        services: list[Sourced[Service]],
+        applications: list[Sourced[Application]],
+        broken_short_names: set[str],
+    ) -> None:
+        self.services = services
+        self.applications = applications
+        self.broken = broken_short_names
+        self.problems: list[Problem] = []
+        self.versions: dict[str, list[tuple[MicoVersion, Sourced[Service]]]] = defaultdict(list)
+        for sourced in services:
+            parsed = _version(sourced.item.version)
+            if parsed is not None:
+                self.versions[sourced.item.short_name].append((parsed, sourced))
+
+    def add(self, origin: Origin, message: str, *path: str | int) -> None:
+        self.problems.append(origin.problem(message, *path))
+
+    def resolve(self, short_name: str, version: str) -> Service | None:
+        wanted = _version(version)
+        for parsed, sourced in self.versions.get(short_name, []):
+            if parsed == wanted:
+                return sourced.item
+        return None
+
+    # -- services -----------------------------------------------------------------------------
+
+    def unique_definitions(self) -> None:
+        for kind, items in (("service", self.services), ("application", self.applications)):
+            seen: dict[tuple[str, MicoVersion], Origin] = {}
+            for sourced in items:
+                item = sourced.item
+                parsed = _version(item.version)
+                if parsed is None:
+                    continue
+                first = seen.setdefault((item.short_name, parsed), sourced.origin)
+                if first is not sourced.origin:
+                    self.add(
+                        sourced.origin,
+                        f"{kind} {item.short_name!r} version {item.version} is defined twice; "
+                        f"also at {first.describe()}",
+                        "version",
+                    )
+
+    def service_shape(self) -> None:
+        job_names: dict[str, Sourced[Service]] = {}
+        for sourced in self.services:
+            service, origin = sourced.item, sourced.origin
+            if not service.kafka_enabled and not service.interfaces:
+                self.add(
+                    origin, "a service that is not kafkaEnabled needs at least one interface", "interfaces"
+                )
+            seen_interfaces: set[str] = set()
+            for i, interface in enumerate(service.interfaces):
+                if interface.name in seen_interfaces:
+                    self.add(
+                        origin, f"interface {interface.name!r} is defined twice", "interfaces", i, "name"
+                    )
+                seen_interfaces.add(interface.name)
+                ports: set[tuple[int, str]] = set()
+                for p, port in enumerate(interface.ports):
+                    if (port.port, port.type) in ports:
+                        self.add(
+                            origin,
+                            f"port {port.port}/{port.type} is declared twice",
+                            "interfaces",
+                            i,
+                            "ports",
+                            p,
+                            "port",
+                        )
+                    ports.add((port.port, port.type))
+                name = names.kubernetes_service_name(
+                    names.instance_name(service.short_name, service.version, None), interface.name
+                )
+                if len(name) > names.MAX_NAME:
+                    self.add(
+                        origin,
+                        f"the Kubernetes Service name {name!r} would be {len(name)} "
+                        f"characters (max {names.MAX_NAME}); shorten the service or interface name",
+                        "interfaces",
+                        i,
+                        "name",
+                    )
+            if service.source is not None:
+                self._check_source(sourced, job_names)
+
+    def _check_source(self, sourced: Sourced[Service], job_names: dict[str, Sourced[Service]]) -> None:
+        service, origin = sourced.item, sourced.origin
+        assert service.source is not None
+        for field in ("dockerfile", "context"):
+            value: str = getattr(service.source, field)
+            if ".." in posixpath.normpath(value).split("/") or ".." in value.split("/"):
+                self.add(origin, f"{value!r} must stay inside the repository (no '..')", "source", field)
+        revision = service.source.revision
+        if revision is not None and (
+            ".." in revision or "//" in revision or revision.endswith((".", "/", ".lock"))
+        ):
+            self.add(origin, f"{revision!r} is not a valid git revision", "source", "revision")
+        job = names.build_job_name(service.short_name, service.version)
+        if len(job) > names.MAX_NAME:
+            self.add(
+                origin,
+                f"the build Job name {job!r} would be {len(job)} characters (max {names.MAX_NAME})",
+                "version",
+            )
+        other = job_names.setdefault(job, sourced)
+        if other is not sourced:
+            self.add(
+                origin,
+                f"the build Job name {job!r} is also derived from service "
+                f"{other.item.short_name!r} {other.item.version} at {other.origin.describe()}",
+                "version",
+            )
+
+    def dependencies(self) -> None:
+        for sourced in self.services:
+            for d, dependency in enumerate(sourced.item.dependencies):
+                try:
+                    wanted = VersionRange.parse(dependency.version)
+                except ValueError as err:
+                    self.add(sourced.origin, str(err), "dependencies", d, "version")
+                    continue
+                if dependency.short_name in self.broken:
+                    continue
+                candidates = self.versions.get(dependency.short_name, [])
+                if not candidates:
+                    self.add(
+                        sourced.origin,
+                        f"depends on service {dependency.short_name!r}, which is not defined",
+                        "dependencies",
+                        d,
+                        "shortName",
+                    )
+                elif not any(wanted.contains(v) for v, _ in candidates):
+                    have = ", ".join(sorted(s.item.version for _, s in candidates))
+                    self.add(
+                        sourced.origin,
+                        f"no version of {dependency.short_name!r} satisfies "
+                        f"{dependency.version!r} (defined: {have})",
+                        "dependencies",
+                        d,
+                        "version",
+                    )
+
+    # -- applications -------------------------------------------------------------------------
+
+    def applications_shape(self) -> None:
+        for sourced in self.applications:
+            app, origin = sourced.item, sourced.origin
+            members: dict[str, Service] = {}
+            first_index: dict[str, int] = {}
+            for e, entry in enumerate(app.services):
+                if entry.short_name in first_index:
+                    self.add(
+                        origin,
+                        f"service {entry.short_name!r} is included twice (only one version of a "
+                        f"service per application; first at services[{first_index[entry.short_name]}])",
+                        "services",
+                        e,
+                        "shortName",
+                    )
+                    continue
+                first_index[entry.short_name] = e
+                service = self.resolve(entry.short_name, entry.version)
+                if service is None:
+                    if entry.short_name not in self.broken:
+                        self.add(
+                            origin,
+                            f"service {entry.short_name!r} version {entry.version} is not defined",
+                            "services",
+                            e,
+                            "version",
+                        )
+                    continue
+                members[entry.short_name] = service
+            for e, entry in enumerate(app.services):
+                service = members.get(entry.short_name)
+                if service is not None and first_index.get(entry.short_name) == e:
+                    self._check_entry(origin, e, entry, service, members)
+            self._check_connectors(origin, app.kafka_faas_connectors)
+
+    def _check_entry(
+        self, origin: Origin, e: int, entry: ServiceDeployment, service: Service, members: dict[str, Service]
+    ) -> None:
+        where = ("services", e)
+        for key in entry.labels:
+            if key.startswith(RESERVED_LABEL_PREFIXES):
+                self.add(origin, f"label {key!r} is reserved for the reconciler", *where, "labels", key)
+            prefix, _, name = key.rpartition("/")
+            if len(name) > 63 or len(prefix) > 253:
+                self.add(
+                    origin,
+                    "a label key's name is at most 63 characters and its prefix at most 253",
+                    *where,
+                    "labels",
+                    key,
+                )
+        env_names: dict[str, tuple[str | int, ...]] = {k: ("env", k) for k in entry.env}
+        for c, connection in enumerate(entry.interface_connections):
+            at = (*where, "interfaceConnections", c)
+            if connection.env in env_names:
+                self.add(
+                    origin,
+                    f"variable {connection.env!r} is already set by "
+                    f"{'.'.join(map(str, env_names[connection.env]))}",
+                    *at,
+                    "env",
+                )
+            env_names.setdefault(connection.env, ("interfaceConnections", c))
+            target = members.get(connection.service)
+            if target is None:
+                if connection.service not in self.broken:
+                    self.add(
+                        origin,
+                        f"service {connection.service!r} is not part of this application",
+                        *at,
+                        "service",
+                    )
+                continue
+            if connection.interface not in {i.name for i in target.interfaces}:
+                self.add(
+                    origin,
+                    f"service {connection.service!r} has no interface {connection.interface!r}",
+                    *at,
+                    "interface",
+                )
+        if service.kafka_enabled:
+            for variable in KAFKA_VARIABLES:
+                if variable in env_names:
+                    self.add(
+                        origin,
+                        f"{variable} is set by the reconciler for Kafka-enabled services",
+                        *where,
+                        *env_names[variable],
+                    )
+        elif entry.topics:
+            self.add(
+                origin, f"topics need a kafkaEnabled service; {service.short_name!r} is not", *where, "topics"
+            )
+        roles: set[str] = set()
+        for t, topic in enumerate(entry.topics):
+            if topic.role in roles:
+                self.add(origin, f"role {topic.role} has more than one topic", *where, "topics", t, "role")
+            roles.add(topic.role)
+            self._check_topic_name(origin, topic.name, *where, "topics", t, "name")
+
+    def _check_connectors(self, origin: Origin, connectors: list[KafkaFaasConnector]) -> None:
+        seen: set[str] = set()
+        for c, connector in enumerate(connectors):
+            at = ("kafkaFaasConnectors", c)
+            if connector.instance in seen:
+                self.add(
+                    origin, f"connector instance {connector.instance!r} is defined twice", *at, "instance"
+                )
+            seen.add(connector.instance)
+            if connector.output_topic is None and connector.function is None:
+                self.add(origin, "a connector needs an outputTopic unless it calls a function", *at)
+            self._check_topic_name(origin, connector.input_topic, *at, "inputTopic")
+            if connector.output_topic is not None:
+                self._check_topic_name(origin, connector.output_topic, *at, "outputTopic")
+
+    def _check_topic_name(self, origin: Origin, name: str, *path: str | int) -> None:
+        if name in (".", ".."):
+            self.add(origin, f"{name!r} is not a valid Kafka topic name", *path)
+
+    def sharing(self) -> None:
+        """Entries of deployed applications that form one instance must agree."""
+        groups: dict[tuple[str, str, str], list[tuple[Sourced[Application], int]]] = defaultdict(list)
+        for sourced in self.applications:
+            if not sourced.item.deploy:
+                continue
+            for e, entry in enumerate(sourced.item.services):
+                service = self.resolve(entry.short_name, entry.version)
+                if service is not None:
+                    groups[instance_key(service, entry)].append((sourced, e))
+        for members in groups.values():
+            first_app, first_e = members[0]
+            first = first_app.item.services[first_e]
+            for other_app, e in members[1:]:
+                entry = other_app.item.services[e]
+                for field in SHARED_FIELDS:
+                    if getattr(entry, field) != getattr(first, field):
+                        alias = ServiceDeployment.model_fields[field].alias or field
+                        self.add(
+                            other_app.origin,
+                            f"{entry.short_name!r} is shared with application "
+                            f"{first_app.item.short_name!r} {first_app.item.version} "
+                            f"({first_app.origin.describe('services', first_e)}) but its "
+                            f"{alias} differs; give it its own 'instance' or make them equal",
+                            "services",
+                            e,
+                            alias,
+                        )
+
+    def run(self) -> list[Problem]:
+        self.unique_definitions()
+        self.service_shape()
+        self.dependencies()
+        self.applications_shape()
+        self.sharing()
+        return self.problems
+
+
+def _version(text: str) -> MicoVersion | None:
+    try:
+        return MicoVersion.parse(text)
+    except ValueError:
+        return None
+
+
+def check(
+    services: list[Sourced[Service]],
+    applications: list[Sourced[Application]],
+    broken_short_names: Iterable[str] = (),
+) -> list[Problem]:
+    """Every semantic problem of structurally valid elements; `broken_short_names` are
+    elements that failed structural validation, so references to them are not reported twice."""
+    return _Checker(services, applications, set(broken_short_names)).run()

@@ -1,0 +1,86 @@
+"""MicoVersion (letters + SemVer 2.0) and dependency ranges.
+
+Ordering and equality follow SemVer precedence and ignore the letter prefix, as MICO did.
+Ranges use npm's grammar (`^1.2`, `>=1.0.0 <2.0.0`, `1.x || 2.x`) because python-semver has none.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import nodesemver
+import semver
+
+# ECMA-262-compatible (no \d, no lookaround) so the same text serves JSON Schema and pydantic.
+_NUM = r"(?:0|[1-9][0-9]*)"
+_PRE_ID = r"(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
+VERSION_PATTERN = (
+    rf"^[a-zA-Z]*{_NUM}\.{_NUM}\.{_NUM}"
+    rf"(?:-{_PRE_ID}(?:\.{_PRE_ID})*)?"
+    r"(?:\+[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*)?$"
+)
+_PREFIX = re.compile(r"^[a-zA-Z]*")
+
+
+@functools.total_ordering
+@dataclass(frozen=True, eq=False)
+class MicoVersion:
+    prefix: str
+    semver: semver.Version
+
+    @classmethod
+    def parse(cls, text: str) -> MicoVersion:
+        if not re.match(VERSION_PATTERN, text) or text.endswith("\n"):
+            raise ValueError(f"{text!r} is not a version: letters, then SemVer 2.0 like v1.2.3")
+        prefix = _PREFIX.match(text)
+        assert prefix is not None  # the pattern above always matches a (possibly empty) prefix
+        return cls(prefix.group(0), semver.Version.parse(text[prefix.end() :]))
+
+    def __str__(self) -> str:
+        return f"{self.prefix}{self.semver}"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MicoVersion):
+            return NotImplemented
+        return self.semver.compare(other.semver) == 0
+
+    def __lt__(self, other: MicoVersion) -> bool:
+        return self.semver.compare(other.semver) < 0
+
+    def __hash__(self) -> int:
+        v = self.semver
+        return hash((v.major, v.minor, v.patch, v.prerelease))
+
+
+@dataclass(frozen=True)
+class VersionRange:
+    """A semver range as written by the user; `normalized` is npm's canonical form."""
+
+    text: str
+    normalized: str
+
+    @classmethod
+    def parse(cls, text: str) -> VersionRange:
+        normalized = _valid_range(text.strip())
+        if normalized is None or not text.strip():
+            raise ValueError(f"{text!r} is not a semver range (e.g. '^1.2', '>=1.0.0 <2.0.0')")
+        return cls(text, normalized)
+
+    def contains(self, version: MicoVersion) -> bool:
+        return bool(_satisfies(str(version.semver), self.normalized))
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_range(text: str) -> str | None:
+    try:
+        result = nodesemver.valid_range(text, False)
+    except (ValueError, TypeError, AttributeError, IndexError):
+        return None
+    return None if result is None else str(result)
+
+
+@functools.lru_cache(maxsize=65536)
+def _satisfies(version: str, normalized_range: str) -> bool:
+    return bool(nodesemver.satisfies(version, normalized_range, False))

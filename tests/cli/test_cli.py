@@ -1,0 +1,202 @@
+"""The command line as CI uses it: exit codes, output formats, real git repositories."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.cli import main
+from tests.helpers import EXAMPLE, ROOT, dump, example_data
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+
+
+def test_validate_example() -> None:
+    result = run("validate", "examples/mico.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "valid (4 services, 2 applications)" in result.stdout
+
+
+def test_invalid_spec_exits_1_with_one_line_per_problem(tmp_path: Path) -> None:
+    data = example_data()
+    data["services"][0]["interfaces"][0]["ports"][0]["port"] = 0
+    data["applications"][0]["services"][1]["replcas"] = 2
+    (tmp_path / "mico.yaml").write_bytes(dump(data))
+    result = run("validate", str(tmp_path / "mico.yaml"))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith(f"{tmp_path / 'mico.yaml'}:") for line in lines)
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_json_output(tmp_path: Path) -> None:
+    (tmp_path / "mico.yaml").write_text("apiVersion: ust.mico/v1\nservices: 3\n")
+    result = run("validate", str(tmp_path), "--output", "json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["valid"] is False
+    assert report["problems"] == [
+        {
+            "file": str(tmp_path / "mico.yaml"),
+            "line": 2,
+            "column": 1,
+            "field": "services",
+            "message": "Input should be a valid list, got number 3",
+        }
+    ]
+
+
+@pytest.mark.parametrize("args", [("validate", "no/such/path"), ("render", "no/such/path"), ("validate",)])
+def test_usage_and_io_errors_exit_2(args: tuple[str, ...]) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_directory_without_config_files_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "other.yaml").write_text("a: 1\n")
+    result = run("validate", str(tmp_path))
+    assert result.returncode == 2
+    assert "no mico.yaml or *.mico.yaml" in result.stderr
+
+
+def test_directory_reads_nested_files_in_sorted_order(tmp_path: Path) -> None:
+    data = example_data()
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "services.mico.yaml").write_bytes(dump({**data, "applications": []}))
+    (tmp_path / "apps.mico.yaml").write_bytes(
+        dump({"apiVersion": data["apiVersion"], "applications": data["applications"]})
+    )
+    (tmp_path / "ignored.yaml").write_text("not: [valid")
+    assert run("validate", str(tmp_path)).returncode == 0
+    split = run("render", str(tmp_path))
+    assert split.stdout == run("render", str(EXAMPLE)).stdout
+
+
+def test_render_twice_prints_identical_bytes() -> None:
+    first, second = run("render", "examples/mico.yaml"), run("render", "examples/mico.yaml")
+    assert first.returncode == 0
+    assert first.stdout == second.stdout
+    assert first.stdout.count("\n---\n") + 1 == 9
+
+
+def test_render_rejects_unsafe_settings() -> None:
+    result = run("render", "examples/mico.yaml", "--registry", "evil.example/x; rm -rf /")
+    assert result.returncode == 2
+    assert "invalid settings: registry=" in result.stderr
+
+
+def test_render_settings_from_environment() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "render", "examples/mico.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "MICO_NAMESPACE": "from-env"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "namespace: from-env" in result.stdout
+
+
+def test_every_command_has_examples_in_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("validate", "render", "diff", "schema"):
+        with pytest.raises(SystemExit) as exited:
+            main([command, "--help"])
+        assert exited.value.code == 0
+        assert "examples:" in capsys.readouterr().out
+
+
+# -- diff between two git revisions --------------------------------------------------------------
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def commit(repo: Path, data: Any, message: str, name: str = "config/mico.yaml") -> str:
+    target = repo / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(dump(data) if not isinstance(data, bytes) else data)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "config", "user.email", "test@example.invalid")
+    git(tmp_path, "config", "user.name", "test")
+    commit(tmp_path, example_data(), "base")
+    return tmp_path
+
+
+def diff(repo: Path, base: str, head: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run("diff", "--repo", str(repo), "--base", base, "--head", head, "--path", "config", *extra)
+
+
+def test_diff_without_changes_exits_0(repo: Path) -> None:
+    commit(repo, b"# only a comment\n" + dump(example_data()), "comment")
+    result = diff(repo, "HEAD~1", "HEAD")
+    assert result.returncode == 0, result.stderr
+    assert "No changes." in result.stdout
+
+
+def test_diff_reports_changed_elements_and_objects(repo: Path) -> None:
+    data = example_data()
+    data["applications"][0]["services"][1]["replicas"] = 5
+    del data["applications"][1]
+    commit(repo, data, "scale backend, drop messaging")
+    result = diff(repo, "HEAD~1", "HEAD")
+    assert result.returncode == 1, result.stderr
+    assert "- application messaging-example v1.0.0 (removed)" in result.stdout
+    assert "~ application realworld v1.0.0 (changed)" in result.stdout
+    assert "-  replicas: 2\n+  replicas: 5" in result.stdout
+    assert "5 Kubernetes objects differ (0 added, 1 changed, 4 removed)" in result.stdout
+
+
+def test_diff_markdown_and_json(repo: Path) -> None:
+    data = example_data()
+    data["services"][2]["image"] = "docker.io/ustmico/test-message-generator:v1.0.1"
+    commit(repo, data, "bump generator image")
+    markdown = diff(repo, "main~1", "main", "--output", "markdown")
+    assert markdown.returncode == 1
+    assert markdown.stdout.startswith("### mico-reconciler diff `main~1@")
+    assert "| ~ | service | `test-message-generator` | `v1.0.0` | changed |" in markdown.stdout
+    assert "```diff" in markdown.stdout
+    assert "+        image: docker.io/ustmico/test-message-generator:v1.0.1" in markdown.stdout
+    report = json.loads(diff(repo, "main~1", "main", "--output", "json").stdout)
+    assert report["hasChanges"] is True
+    assert [(o["kind"], o["change"]) for o in report["objects"]] == [("Deployment", "changed")]
+
+
+def test_diff_with_invalid_head_exits_2_and_prints_problems(repo: Path) -> None:
+    data = example_data()
+    data["applications"][0]["services"][0]["replicas"] = -1
+    commit(repo, data, "broken")
+    result = diff(repo, "HEAD~1", "HEAD")
+    assert result.returncode == 2
+    assert "the config at HEAD (" in result.stderr
+    assert "config/mico.yaml:" in result.stderr
+    assert "replicas: Input should be greater than or equal to 1" in result.stderr
+
+
+def test_diff_with_unknown_revision_exits_2(repo: Path) -> None:
+    result = diff(repo, "HEAD", "no-such-branch")
+    assert result.returncode == 2
+    assert "'no-such-branch': no such revision" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,103 @@
+from typing import Any
+
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reconciler.spec import SpecError, load
+from reconciler.spec.yamldoc import MAX_EXPANDED_NODES, parse
+
+
+def test_positions_point_at_keys_and_items() -> None:
+    documents, problems = parse("f.yaml", b"a: 1\nlist:\n  - x: 2\n    y: [3]\n---\nb: 2\n")
+    assert problems == []
+    first, second = documents
+    assert first.marks.locate(("list", 0, "y")) == (4, 5)
+    assert first.marks.locate(("list", 0, "y", 0)) == (4, 9)
+    assert first.marks.locate(("list", 0, "missing")) == (3, 5)
+    assert second.marks.locate(("b",)) == (6, 1)
+
+
+def test_duplicate_keys_are_errors() -> None:
+    _, problems = parse("f.yaml", b"a:\n  b: 1\n  b: 2\n")
+    assert [str(p) for p in problems] == ["f.yaml:3:3: a.b: duplicate key 'b' (first at line 2)"]
+
+
+def test_merge_keys_are_not_duplicates() -> None:
+    documents, problems = parse("f.yaml", b"base: &b {x: 1}\nthing:\n  <<: *b\n  x: 2\n")
+    assert problems == []
+    assert documents[0].data["thing"] == {"x": 2}
+
+
+def test_alias_bomb_is_refused() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 8)]
+    _, problems = parse("bomb.yaml", "\n".join(lines).encode())
+    assert len(problems) == 1
+    assert f"more than {MAX_EXPANDED_NODES} nodes" in problems[0].message
+
+
+def test_recursive_alias_is_refused() -> None:
+    _, problems = parse("r.yaml", b"a: &a [*a]\n")
+    assert [p.message for p in problems] == ["recursive YAML alias"]
+
+
+def test_syntax_error_has_position() -> None:
+    _, problems = parse("bad.yaml", b"a: [1, 2\nb: 3\n")
+    assert len(problems) == 1
+    assert problems[0].line == 2
+    assert problems[0].message.startswith("invalid YAML")
+
+
+def test_python_tags_are_not_constructed() -> None:
+    _, problems = parse("evil.yaml", b"a: !!python/object/apply:os.system ['true']\n")
+    assert "could not determine a constructor" in problems[0].message
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    _, problems = parse("deep.yaml", b"[" * 20000 + b"]" * 20000)
+    assert problems
+
+
+json_values: st.SearchStrategy[Any] = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+def _assert_load_answers(files: dict[str, bytes]) -> None:
+    try:
+        load(files)
+    except SpecError as err:
+        problems = err.problems
+    else:
+        return
+    assert problems, "a SpecError always carries problems"
+    for problem in problems:
+        assert problem.file in files
+        assert problem.line >= 1
+        assert problem.column >= 1
+
+
+@given(st.binary(max_size=300))
+def test_loader_never_raises_on_arbitrary_bytes(content: bytes) -> None:
+    _assert_load_answers({"mico.yaml": content})
+
+
+@given(st.text(max_size=300))
+def test_loader_never_raises_on_arbitrary_text(content: str) -> None:
+    _assert_load_answers({"mico.yaml": content.encode()})
+
+
+@given(json_values)
+def test_loader_never_raises_on_arbitrary_yaml_structures(value: Any) -> None:
+    _assert_load_answers({"mico.yaml": yaml.safe_dump(value).encode()})
+
+
+@given(st.dictionaries(st.sampled_from(["apiVersion", "services", "applications", "extra"]), json_values))
+def test_loader_never_raises_on_document_like_structures(value: dict[str, Any]) -> None:
+    value.setdefault("apiVersion", "ust.mico/v1")
+    _assert_load_answers({"mico.yaml": yaml.safe_dump(value).encode()})
