@@ -74,7 +74,9 @@ def generate(services: int) -> dict[str, Any]:
                 "version": "v1.0.0",
                 "name": f"Application {a}",
                 "services": _dedupe(entries),
-                "kafkaFaasConnectors": [{"instance": "bridge", "inputTopic": f"in-{a}", "outputTopic": f"out-{a}"}],
+                "kafkaFaasConnectors": [
+                    {"instance": "bridge", "inputTopic": f"in-{a}", "outputTopic": f"out-{a}"}
+                ],
             }
         )
     return {"apiVersion": "ust.mico/v1", "services": docs_services, "applications": applications}
@@ -104,7 +106,9 @@ def timed(command: list[str]) -> tuple[float, int, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
@@ -113,8 +117,11 @@ def main() -> None:
         config.write_text(yaml.safe_dump(generate(args.services), sort_keys=False))
         cli = [sys.executable, "-m", "reconciler"]
         commands = {
-            "baseline: yaml.load (libyaml)": [sys.executable, "-c",
-                                         f"import yaml; yaml.load(open({str(config)!r}), Loader=yaml.CSafeLoader)"],
+            "baseline: yaml.load (libyaml)": [
+                sys.executable,
+                "-c",
+                f"import yaml; yaml.load(open({str(config)!r}), Loader=yaml.CSafeLoader)",
+            ],
             "mico-reconciler validate": [*cli, "validate", str(config)],
             "mico-reconciler render": [*cli, "render", str(config)],
         }
