@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint schema golden bench demo clean
+.PHONY: install test test-unit lint schema golden bench bench-platform demo platform platform-down platform-clean clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,24 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-test: install ## unit and CLI tests (integration tests join when the platform exists)
+test: install platform ## every test: unit, CLI and integration (on the local platform)
 	$(BIN)/pytest
+
+test-unit: install ## the tests that need no platform
+	$(BIN)/pytest -m "not integration"
+
+platform: ## build (once, cached in ~/.cache/mico-platform) and start the local platform
+	bash hack/platform/prerequisites.sh
+	$(PYTHON) hack/platform/platform.py up
+
+platform-down: ## stop exactly the processes `make platform` started
+	$(PYTHON) hack/platform/platform.py down
+
+platform-clean: platform-down ## also forget the platform's state (.platform/); caches stay
+	rm -rf .platform
+
+bench-platform: ## cold build (empty Go and platform caches) and warm start of the platform
+	bash bench/platform_bench.sh
 
 lint: install ## ruff, formatting, mypy (strict on the pure core), import contracts
 	$(BIN)/ruff check .

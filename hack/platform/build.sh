@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the platform's binaries from the registries (Go module proxy, Maven Central) into
 # ~/.cache/mico-platform/<versions>/bin. Idempotent: a component already built is skipped.
-# Honours KUBEBUILDER_ASSETS (etcd, kube-apiserver, kubectl) to skip those builds.
+# Honours KUBEBUILDER_ASSETS (the envtest convention: a directory with etcd, kube-apiserver and
+# kubectl): those are not built; controller-manager and scheduler still are (envtest lacks them).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -14,8 +15,10 @@ mkdir -p "$bin" "$cache/work"
 export GOFLAGS=-buildvcs=false CGO_ENABLED=0
 
 log() { printf '[build %s] %s\n' "$(date +%T)" "$*" >&2; }
+provided() { [[ -n ${KUBEBUILDER_ASSETS:-} && -x $KUBEBUILDER_ASSETS/$1 ]]; }
 
 build_etcd() {
+  provided etcd && return
   [[ -x $bin/etcd ]] && return
   log "etcd $ETCD_VERSION"
   local w="$cache/work/etcd"; rm -rf "$w"; mkdir -p "$w"; cd "$w"
@@ -27,7 +30,7 @@ build_etcd() {
 
 build_kubernetes() {
   local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl) missing=()
-  for b in "${want[@]}"; do [[ -x $bin/$b ]] || missing+=("$b"); done
+  for b in "${want[@]}"; do provided "$b" || [[ -x $bin/$b ]] || missing+=("$b"); done
   ((${#missing[@]})) || return 0
   log "kubernetes $K8S_VERSION: ${missing[*]}"
   local sv="v0.${K8S_VERSION#v1.}" minor; minor=$(cut -d. -f2 <<<"$K8S_VERSION")
@@ -53,9 +56,17 @@ build_kubernetes() {
 }
 
 build_kwok() {
-  [[ -x $bin/kwok ]] && return
+  [[ -x $bin/kwok && -d $cache/kwok-stages ]] && return
   log "kwok $KWOK_VERSION"
   GOBIN="$bin" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  # kwok's default stages ship in its module (kustomize/stage); the binary needs them as --config
+  local src; src=$(go list -m -f '{{.Dir}}' "sigs.k8s.io/kwok@$KWOK_VERSION" 2>/dev/null || true)
+  [[ -n $src ]] || src=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
+  rm -rf "$cache/kwok-stages.tmp"; mkdir -p "$cache/kwok-stages.tmp"
+  cp "$src"/kustomize/stage/node/fast/node-initialize.yaml "$src"/kustomize/stage/node/heartbeat/node-heartbeat.yaml \
+     "$src"/kustomize/stage/pod/fast/pod-{ready,complete,delete}.yaml "$cache/kwok-stages.tmp/"
+  chmod u+w "$cache"/kwok-stages.tmp/*
+  mv "$cache/kwok-stages.tmp" "$cache/kwok-stages"
 }
 
 fetch_kafka() {
@@ -78,18 +89,9 @@ POM
   touch "$cache/kafka/.complete"
 }
 
-use_envtest_assets() {
-  [[ -n ${KUBEBUILDER_ASSETS:-} ]] || return 0
-  log "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS for etcd, kube-apiserver, kubectl"
-  local b; for b in etcd kube-apiserver kubectl; do
-    [[ -x $KUBEBUILDER_ASSETS/$b ]] || { echo "KUBEBUILDER_ASSETS has no $b" >&2; exit 2; }
-    ln -sf "$KUBEBUILDER_ASSETS/$b" "$bin/$b"
-  done
-}
-
-use_envtest_assets
 build_etcd
 build_kwok
 fetch_kafka
 build_kubernetes
+log "done in $SECONDS s"
 echo "$cache"

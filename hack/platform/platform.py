@@ -1,0 +1,636 @@
+#!/usr/bin/env python3
+"""The local platform: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK with
+two fake nodes, a Kafka broker (KRaft), Prometheus and a git daemon, all on 127.0.0.1.
+
+    platform.py up      build (cached) if needed, start what is not running, wait until ready,
+                        write .platform/env
+    platform.py down    stop exactly the processes this script started (by pid)
+    platform.py status  which parts run
+
+Project tooling, standard library only; binaries come from build.sh (~/.cache/mico-platform).
+State (ports, pids, certificates, data, logs) lives in .platform/ at the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+STATE = Path(os.environ.get("MICO_PLATFORM_STATE", ROOT / ".platform"))
+NODES = ("kwok-node-0", "kwok-node-1")
+PARTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "kafka",
+    "prometheus",
+    "git-daemon",
+)
+
+
+def log(message: str) -> None:
+    print(f"[platform {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run(*args: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], check=True, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+
+
+# -- state -----------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ports() -> dict[str, int]:
+    path = STATE / "ports.json"
+    known: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+    names = (
+        "etcd",
+        "etcd-peer",
+        "apiserver",
+        "controller-manager",
+        "scheduler",
+        "kwok",
+        "kafka",
+        "kafka-controller",
+        "prometheus",
+        "git",
+    )
+    changed = False
+    for name in names:
+        if name not in known:
+            known[name] = free_port()
+            changed = True
+    if changed:
+        path.write_text(json.dumps(known, indent=2))
+    return known
+
+
+def pid_file(part: str) -> Path:
+    return STATE / "pids" / f"{part}.pid"
+
+
+def running(part: str) -> int | None:
+    path = pid_file(part)
+    if not path.exists():
+        return None
+    pid = int(path.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def start(part: str, command: list[str | Path], env: dict[str, str] | None = None) -> None:
+    if running(part):
+        log(f"{part}: already running")
+        return
+    log(f"{part}: starting")
+    logfile = open(STATE / "logs" / f"{part}.log", "ab")  # noqa: SIM115 - handed to the child
+    process = subprocess.Popen(
+        [str(c) for c in command],
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=STATE,
+        env={**os.environ, **(env or {})},
+    )
+    pid_file(part).write_text(str(process.pid))
+
+
+def wait(what: str, check: Callable[[], bool], timeout: float = 120, part: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (OSError, subprocess.CalledProcessError, ValueError, urllib.error.URLError):
+            pass
+        if part and not running(part):
+            tail = (STATE / "logs" / f"{part}.log").read_text(errors="replace")[-3000:]
+            sys.exit(f"{part} exited while waiting for {what}; last log lines:\n{tail}")
+        time.sleep(0.5)
+    sys.exit(f"timed out after {timeout:.0f}s waiting for {what} (logs in {STATE / 'logs'})")
+
+
+# -- certificates and kubeconfig -----------------------------------------------------------------
+
+
+def certificates() -> None:
+    pki = STATE / "pki"
+    if (pki / "admin.crt").exists():
+        return
+    pki.mkdir(parents=True, exist_ok=True)
+    log("generating certificates and service-account keys")
+    run(
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=mico-platform-ca",
+        "-keyout",
+        pki / "ca.key",
+        "-out",
+        pki / "ca.crt",
+    )
+    sans = (
+        "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    )
+    for name, subject, extension in (
+        ("apiserver", "/CN=kube-apiserver", sans),
+        ("admin", "/O=system:masters/CN=admin", "extendedKeyUsage=clientAuth"),
+    ):
+        run(
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            pki / f"{name}.key",
+            "-out",
+            pki / f"{name}.csr",
+        )
+        ext = pki / f"{name}.ext"
+        ext.write_text(extension + "\n")
+        run(
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            pki / f"{name}.csr",
+            "-CA",
+            pki / "ca.crt",
+            "-CAkey",
+            pki / "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            ext,
+            "-out",
+            pki / f"{name}.crt",
+        )
+    run("openssl", "genrsa", "-out", pki / "sa.key", "2048")
+    run("openssl", "rsa", "-in", pki / "sa.key", "-pubout", "-out", pki / "sa.pub")
+
+
+def kubeconfig(port: int) -> Path:
+    pki = STATE / "pki"
+    b64 = lambda p: base64.b64encode((pki / p).read_bytes()).decode()  # noqa: E731
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "mico-platform",
+        "clusters": [
+            {
+                "name": "mico-platform",
+                "cluster": {
+                    "server": f"https://127.0.0.1:{port}",
+                    "certificate-authority-data": b64("ca.crt"),
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": "admin",
+                "user": {"client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")},
+            }
+        ],
+        "contexts": [{"name": "mico-platform", "context": {"cluster": "mico-platform", "user": "admin"}}],
+    }
+    path = STATE / "kubeconfig"
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
+    return path
+
+
+def https_ok(url: str) -> bool:
+    context = ssl.create_default_context(cafile=str(STATE / "pki" / "ca.crt"))
+    context.load_cert_chain(STATE / "pki" / "admin.crt", STATE / "pki" / "admin.key")
+    with urllib.request.urlopen(url, context=context, timeout=3) as response:  # noqa: S310 - loopback
+        return bool(response.status == 200)
+
+
+def insecure_ok(url: str) -> bool:
+    context = ssl._create_unverified_context()  # noqa: S323 - components' self-signed serving certs
+    with urllib.request.urlopen(url, context=context, timeout=3) as response:  # noqa: S310
+        return bool(response.status == 200)
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - loopback
+        return bool(response.status == 200)
+
+
+# -- the parts -----------------------------------------------------------------------------------
+
+
+def link_binaries(cache: Path) -> Path:
+    """.platform/bin: envtest's binaries where KUBEBUILDER_ASSETS has them, else the cached builds."""
+    bin_dir = STATE / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok"):
+        source = Path(assets) / name if assets and (Path(assets) / name).is_file() else cache / "bin" / name
+        link = bin_dir / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(source)
+    return bin_dir
+
+
+def up_kubernetes(cache: Path, bin_dir: Path, p: dict[str, int]) -> Path:
+    certificates()
+    pki = STATE / "pki"
+    etcd_url = f"http://127.0.0.1:{p['etcd']}"
+    start(
+        "etcd",
+        [
+            bin_dir / "etcd",
+            "--name=default",
+            f"--data-dir={STATE / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{p['etcd-peer']}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{p['etcd-peer']}",
+            f"--initial-cluster=default=http://127.0.0.1:{p['etcd-peer']}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ],
+    )
+    wait("etcd /health", lambda: http_ok(f"{etcd_url}/health"), part="etcd")
+    start(
+        "kube-apiserver",
+        [
+            bin_dir / "kube-apiserver",
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={p['apiserver']}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=Node,RBAC",
+            "--allow-privileged=true",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--enable-priority-and-fairness=false",
+            "--v=0",
+        ],
+    )
+    config = kubeconfig(p["apiserver"])
+    wait(
+        "kube-apiserver /readyz",
+        lambda: https_ok(f"https://127.0.0.1:{p['apiserver']}/readyz"),
+        part="kube-apiserver",
+    )
+    common = [
+        f"--kubeconfig={config}",
+        f"--authentication-kubeconfig={config}",
+        f"--authorization-kubeconfig={config}",
+        "--bind-address=127.0.0.1",
+        "--leader-elect=false",
+        "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+    ]
+    start(
+        "kube-controller-manager",
+        [
+            bin_dir / "kube-controller-manager",
+            *common,
+            f"--secure-port={p['controller-manager']}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            "--use-service-account-credentials=true",
+            "--controllers=*",
+            "--concurrent-job-syncs=10",
+        ],
+    )
+    start("kube-scheduler", [bin_dir / "kube-scheduler", *common, f"--secure-port={p['scheduler']}"])
+    for part, port in (
+        ("kube-controller-manager", p["controller-manager"]),
+        ("kube-scheduler", p["scheduler"]),
+    ):
+        wait(
+            f"{part} /healthz", lambda port=port: insecure_ok(f"https://127.0.0.1:{port}/healthz"), part=part
+        )
+    kubectl = [bin_dir / "kubectl", f"--kubeconfig={config}"]
+    wait(
+        "the default ServiceAccount (token controller)",
+        lambda: run(*kubectl, "get", "serviceaccount", "default", "-n", "default").returncode == 0,
+    )
+    start(
+        "kwok",
+        [
+            bin_dir / "kwok",
+            f"--kubeconfig={config}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--cidr=10.244.0.1/16",
+            "--node-ip=10.0.0.1",
+            f"--server-address=127.0.0.1:{p['kwok']}",
+            *[f"--config={c}" for c in stage_configs(cache)],
+        ],
+    )
+    nodes = "\n---\n".join(json.dumps(fake_node(name)) for name in NODES)
+    run(*kubectl, "apply", "--server-side", "--field-manager=mico-platform", "-f", "-", input=nodes)
+    wait(
+        "a Ready KWOK node",
+        lambda: (
+            "True"
+            in run(
+                *kubectl,
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}",
+            ).stdout
+        ),
+        part="kwok",
+    )
+    return config
+
+
+def stage_configs(cache: Path) -> list[Path]:
+    """KWOK's default stages (from its module) plus the project's own, e.g. for Kaniko pods."""
+    return sorted((cache / "kwok-stages").glob("*.yaml")) + sorted((HERE / "kwok").glob("*.yaml"))
+
+
+def fake_node(name: str) -> dict[str, object]:
+    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux"},
+        },
+        "status": {"capacity": capacity, "allocatable": capacity},
+    }
+
+
+def up_kafka(cache: Path, p: dict[str, int]) -> str:
+    home = STATE / "kafka"
+    home.mkdir(exist_ok=True)
+    bootstrap = f"127.0.0.1:{p['kafka']}"
+    controller = f"127.0.0.1:{p['kafka-controller']}"
+    properties = home / "server.properties"
+    properties.write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.bootstrap.servers={controller}",
+                f"listeners=PLAINTEXT://{bootstrap},CONTROLLER://{controller}",
+                f"advertised.listeners=PLAINTEXT://{bootstrap},CONTROLLER://{controller}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={home / 'data'}",
+                "num.partitions=1",
+                "auto.create.topics.enable=false",
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "",
+            ]
+        )
+    )
+    (home / "log4j2.properties").write_text(
+        "rootLogger.level=WARN\nrootLogger.appenderRef.stdout.ref=STDOUT\nappender.stdout.type=Console\n"
+        "appender.stdout.name=STDOUT\nappender.stdout.layout.type=PatternLayout\n"
+        "appender.stdout.layout.pattern=[%d] %p %m (%c)%n\n"
+    )
+    classpath = f"{cache / 'kafka' / 'libs'}/*"
+    if not (home / "data" / "meta.properties").exists() and not running("kafka"):
+        cluster_id = run("java", "-cp", classpath, "kafka.tools.StorageTool", "random-uuid").stdout.strip()
+        run(
+            "java",
+            "-cp",
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            cluster_id,
+            "-c",
+            properties,
+            "--ignore-formatted",
+        )
+    start(
+        "kafka",
+        [
+            "java",
+            "-Xms256m",
+            "-Xmx512m",
+            "-XX:+UseG1GC",
+            "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={STATE / 'logs'}",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            properties,
+        ],
+    )
+    wait(
+        "the Kafka broker port",
+        lambda: socket.create_connection(("127.0.0.1", p["kafka"]), timeout=2).close() is None,
+        part="kafka",
+    )
+    wait(
+        "a Kafka topic created, produced to and consumed from",
+        lambda: (
+            run("java", "-cp", classpath, HERE / "KafkaProbe.java", bootstrap, timeout=60).returncode == 0
+        ),
+        part="kafka",
+    )
+    return bootstrap
+
+
+def up_prometheus(p: dict[str, int]) -> tuple[str, Path]:
+    home = STATE / "prometheus"
+    targets = home / "targets"
+    targets.mkdir(parents=True, exist_ok=True)
+    (home / "prometheus.yml").write_text(
+        json.dumps(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "prometheus",
+                        "static_configs": [{"targets": [f"127.0.0.1:{p['prometheus']}"]}],
+                    },
+                    {
+                        "job_name": "file",
+                        "file_sd_configs": [{"files": [str(targets / "*.json")], "refresh_interval": "1s"}],
+                    },
+                ],
+            },
+            indent=2,
+        )
+    )
+    start(
+        "prometheus",
+        [
+            "prometheus",
+            f"--config.file={home / 'prometheus.yml'}",
+            f"--storage.tsdb.path={home / 'data'}",
+            f"--web.listen-address=127.0.0.1:{p['prometheus']}",
+            "--web.enable-lifecycle",
+            "--log.level=warn",
+        ],
+    )
+    url = f"http://127.0.0.1:{p['prometheus']}"
+    wait("Prometheus /-/ready", lambda: http_ok(f"{url}/-/ready"), part="prometheus")
+    return url, targets
+
+
+def up_git(p: dict[str, int]) -> tuple[str, Path]:
+    base = STATE / "git"
+    base.mkdir(exist_ok=True)
+    start(
+        "git-daemon",
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            f"--base-path={base}",
+            "--export-all",
+            "--enable=receive-pack",
+            "--listen=127.0.0.1",
+            f"--port={p['git']}",
+            str(base),
+        ],
+    )
+    url = f"git://127.0.0.1:{p['git']}"
+    probe = base / "platform-probe.git"
+    if not probe.exists():
+        run("git", "init", "-q", "--bare", probe)
+
+    def clone_works() -> bool:
+        scratch = STATE / "tmp" / "git-probe"
+        run("rm", "-rf", scratch)
+        run("git", "clone", "-q", f"{url}/platform-probe.git", scratch)
+        return True
+
+    wait("a clone from the git daemon", clone_works, part="git-daemon")
+    return url, base
+
+
+def up(args: argparse.Namespace) -> None:
+    for sub in ("pids", "logs", "tmp"):
+        (STATE / sub).mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    build = subprocess.run(["bash", str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
+    cache = Path(build.stdout.strip().splitlines()[-1])
+    bin_dir = link_binaries(cache)
+    p = ports()
+    config = up_kubernetes(cache, bin_dir, p)
+    bootstrap = up_kafka(cache, p)
+    prometheus_url, targets = up_prometheus(p)
+    git_url, git_root = up_git(p)
+    env = {
+        "KUBECONFIG": str(config),
+        "MICO_PLATFORM_BIN": str(bin_dir),
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_CLASSPATH": f"{cache / 'kafka' / 'libs'}/*",
+        "PROMETHEUS_URL": prometheus_url,
+        "PROMETHEUS_TARGETS_DIR": str(targets),
+        "GIT_BASE_URL": git_url,
+        "GIT_ROOT": str(git_root),
+    }
+    (STATE / "env").write_text("".join(f"export {k}={v!r}\n".replace("'", '"') for k, v in env.items()))
+    log(f"ready in {time.monotonic() - started:.1f}s; source {STATE / 'env'}")
+
+
+def down(args: argparse.Namespace) -> None:
+    for part in reversed(PARTS):
+        pid = running(part)
+        if pid is None:
+            pid_file(part).unlink(missing_ok=True)
+            continue
+        log(f"{part}: stopping pid {pid}")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while running(part) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):  # stragglers of the group, e.g. git daemon's children
+            os.killpg(pid, signal.SIGKILL)
+        pid_file(part).unlink(missing_ok=True)
+    left = leftovers()
+    if left:
+        sys.exit("still running after down: " + ", ".join(f"{pid} ({cmd[:80]})" for pid, cmd in left))
+    log("stopped; no platform process is left")
+
+
+def leftovers() -> list[tuple[int, str]]:
+    """Processes whose command line names this platform's state directory."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(STATE) in command and "platform.py" not in command:
+            found.append((int(entry.name), command))
+    return found
+
+
+def status(args: argparse.Namespace) -> None:
+    for part in PARTS:
+        pid = running(part)
+        print(f"{part:<24} {'running, pid ' + str(pid) if pid else 'stopped'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=("up", "down", "status"))
+    args = parser.parse_args()
+    {"up": up, "down": down, "status": status}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
