@@ -47,7 +47,7 @@ golden: install ## regenerate the golden render of the example after an intended
 bench: install ## validate/render of a generated 1,000-service config
 	$(BIN)/python bench/spec_bench.py --services 1000
 
-demo: install ## the pipeline on the example: validate, render, and review a change
+demo: install platform ## the platform, the example in its git server, the daemon reconciling it
 	bash hack/demo.sh
 
 clean:

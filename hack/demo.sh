@@ -1,30 +1,75 @@
 #!/usr/bin/env bash
-# The pure pipeline on the example, end to end: validate, render, and the review a pull
-# request would get for a change (in a throwaway git repository). The cluster side joins
-# when the daemon lands (issue 4).
+# The README's first command: the local platform, the example config pushed to its git server,
+# the daemon reconciling it, then one GitOps change reviewed and brought in by a webhook.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cli=.venv/bin/mico-reconciler
+root=$PWD
+source .platform/env
+kubectl="$MICO_PLATFORM_BIN/kubectl --kubeconfig=$KUBECONFIG"
+cli=$root/.venv/bin/mico-reconciler
+demo=$root/.platform/demo
+mkdir -p "$demo"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "validate examples/mico.yaml"
-$cli validate examples/mico.yaml
+step "namespaces for the workloads and the builds"
+for ns in mico-workspace mico-build-bot; do
+  $kubectl create namespace "$ns" --dry-run=client -o yaml | $kubectl apply --server-side -f - >/dev/null
+done
+echo "mico-workspace, mico-build-bot"
 
-step "render: $($cli render examples/mico.yaml | grep -c '^kind:') Kubernetes objects (first 40 lines)"
-$cli render examples/mico.yaml | head -40
+step "examples/ pushed to the platform's git server as mico-demo.git"
+[[ -d $GIT_ROOT/mico-demo.git ]] || git init -q --bare -b main "$GIT_ROOT/mico-demo.git"
+rm -rf "$demo/work" && git clone -q "$GIT_BASE_URL/mico-demo.git" "$demo/work" 2>/dev/null
+git -C "$demo/work" checkout -q -B main
+cp examples/mico.yaml "$demo/work/mico.yaml"
+commit() { git -C "$demo/work" -c user.name=demo -c user.email=demo@example.invalid commit -q -am "$1" --allow-empty; }
+git -C "$demo/work" add mico.yaml && commit "MICO's tutorial applications"
+git -C "$demo/work" push -q -f origin main
+$cli validate "$demo/work/mico.yaml"
 
-repo=$(mktemp -d)
-trap 'rm -rf "$repo"' EXIT
-git -C "$repo" init -q -b main
-cp examples/mico.yaml "$repo/mico.yaml"
-git -C "$repo" add mico.yaml
-git -C "$repo" -c user.name=demo -c user.email=demo@example.invalid commit -q -m "example"
-sed -i 's/replicas: 2/replicas: 4/' "$repo/mico.yaml"
-git -C "$repo" -c user.name=demo -c user.email=demo@example.invalid commit -q -am "scale the backend"
+step "the daemon (logs: .platform/logs/demo-daemon.log)"
+pidfile=$root/.platform/pids/demo-daemon.pid
+if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then kill "$(cat "$pidfile")"; sleep 1; fi
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+[[ -f $demo/webhook-secret ]] || python3 -c 'import secrets; print(secrets.token_hex(16))' > "$demo/webhook-secret"
+setsid "$cli" run --repo "$GIT_BASE_URL/mico-demo.git" --kubeconfig "$KUBECONFIG" --interval 30 \
+  --state-db "$demo/state.db" --workdir "$demo/repo" --listen "127.0.0.1:$port" \
+  --webhook-secret-file "$demo/webhook-secret" --kafka-bootstrap-servers "$KAFKA_BOOTSTRAP_SERVERS" \
+  >>"$root/.platform/logs/demo-daemon.log" 2>&1 < /dev/null &
+echo $! > "$pidfile"
+api=http://127.0.0.1:$port
+deployed() { curl -sf "$api/api/applications" | python3 -c '
+import json, sys; apps = json.load(sys.stdin)
+sys.exit(0 if len(apps) == 2 and all(a["deployment"] == "Deployed" for a in apps) else 1)'; }
+for _ in $(seq 120); do deployed && break; sleep 0.5; done
+deployed || { echo "the applications did not become Deployed; see .platform/logs/demo-daemon.log"; exit 1; }
+$cli status --state-db "$demo/state.db"
 
-step "diff HEAD~1..HEAD as a pull-request comment (exit 1 = changes)"
-$cli diff --repo "$repo" --base HEAD~1 --head HEAD --output markdown || [ $? -eq 1 ]
+step "a GitOps change: scale the RealWorld backend to 3, reviewed as a pull request would be"
+sed -i 's/        replicas: 2/        replicas: 3/' "$demo/work/mico.yaml" && commit "scale the backend"
+$cli diff --repo "$demo/work" --base HEAD~1 --head HEAD | head -20 || true
+git -C "$demo/work" push -q origin main
 
-step "an invalid change is caught with file, line and field (exit 1)"
-sed -i 's/replicas: 4/replcas: 4/' "$repo/mico.yaml"
-$cli validate "$repo/mico.yaml" || [ $? -eq 1 ]
+step "merged: a signed GitHub-style webhook brings it in"
+body='{"ref":"refs/heads/main"}'
+signature=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$(cat "$demo/webhook-secret")" | sed 's/^.* //')
+curl -s -o /dev/null -w "webhook answered %{http_code}\n" -H "X-GitHub-Event: push" \
+  -H "X-Hub-Signature-256: sha256=$signature" -d "$body" "$api/webhook/github"
+for _ in $(seq 20); do
+  $kubectl -n mico-workspace get deploy -l ust.mico/name=spring-boot-realworld-example-app \
+    -o jsonpath='{.items[0].spec.replicas}' | grep -qx 3 && break
+  sleep 0.25
+done
+$kubectl -n mico-workspace get deployments,services
+
+cat <<TXT
+
+What to look at next:
+  source .platform/env && \$MICO_PLATFORM_BIN/kubectl -n mico-workspace get deploy,svc,pods
+  $cli history --state-db .platform/demo/state.db
+  $cli status --state-db .platform/demo/state.db realworld
+  curl $api/metrics | grep ^mico_reconciler     # Prometheus at $PROMETHEUS_URL can scrape it
+  curl $api/api/applications
+  $kubectl -n mico-workspace scale deploy -l ust.mico/name=msg-validator --replicas=5   # drift: reverted within 30 s
+The daemon keeps running (pid $(cat "$pidfile")); make platform-down stops it with the platform.
+TXT

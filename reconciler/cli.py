@@ -10,19 +10,28 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
-from reconciler import __version__
+from reconciler import __version__, logs
+from reconciler.cluster.client import connect
+from reconciler.daemon.service import DaemonOptions, serve
+from reconciler.engine import Engine, Options, RunOutcome
+from reconciler.plan import tracking_id
+from reconciler.redact import redact
 from reconciler.render import Settings, render
 from reconciler.render.manifest import to_documents
 from reconciler.render.settings import SettingsError
 from reconciler.review import compare
 from reconciler.review import report as review_report
 from reconciler.source.files import SourceError, read_path, read_revision
+from reconciler.source.git import GitSource
 from reconciler.spec import Spec, SpecError, load
 from reconciler.spec.schema import json_schema
+from reconciler.store import Store
 
 EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
 
@@ -50,6 +59,28 @@ examples:
 exit codes: 0 no change, 1 changes, 2 error (unknown revision, or an invalid config at
             either revision: its problems are printed)
 """
+_RUN_EXAMPLES = """\
+examples:
+  mico-reconciler run --repo https://git.example.com/team/config.git --path apps --kubeconfig ~/.kube/config
+  MICO_REPO=git://127.0.0.1:9418/config.git MICO_WEBHOOK_SECRET_FILE=/etc/mico/webhook mico-reconciler run
+
+every flag also has an environment variable: MICO_ and the flag's name in capitals (MICO_REPO,
+MICO_INTERVAL, MICO_SELF_HEAL=false, ...). Logs are JSON lines on stderr.
+endpoints: /metrics /healthz /readyz /api/applications[/NAME] /api/history
+           POST /webhook/github (X-Hub-Signature-256), POST /webhook/generic (Authorization: Bearer SECRET)
+"""
+_SYNC_EXAMPLES = """\
+examples:
+  mico-reconciler sync --once --repo git://127.0.0.1:9418/config.git --kubeconfig .platform/kubeconfig
+
+exit codes: 0 converged, 1 invalid config (nothing applied), 2 usage error,
+            3 refused by the prune guard, 4 failed (git or Kubernetes)
+"""
+_HISTORY_EXAMPLES = """\
+examples:
+  mico-reconciler history --state-db state.db --app realworld
+  mico-reconciler status --state-db state.db realworld --output json
+"""
 _SCHEMA_EXAMPLES = """\
 examples:
   mico-reconciler schema > schemas/mico.schema.json
@@ -68,6 +99,83 @@ def _add_settings_options(parser: argparse.ArgumentParser) -> None:
             default=os.environ.get(f"MICO_{field.name.upper()}", default),
             metavar=field.name.upper(),
             help=f"default: {default} (env MICO_{field.name.upper()})",
+        )
+
+
+def _option(parser: argparse._ActionsContainer, flag: str, **kwargs: Any) -> None:
+    """A flag whose default may come from MICO_<FLAG> in the environment."""
+    variable = "MICO_" + flag.lstrip("-").replace("-", "_").upper()
+    if variable in os.environ:
+        value = os.environ[variable]
+        if kwargs.get("action") is argparse.BooleanOptionalAction:
+            kwargs["default"] = value.strip().lower() in ("1", "true", "yes", "on")
+        else:
+            kwargs["default"] = value
+            kwargs.pop("required", None)
+    kwargs["help"] = f"{kwargs.get('help', '')} (env {variable})".strip()
+    parser.add_argument(flag, **kwargs)
+
+
+def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> None:
+    group = parser.add_argument_group("reconcile")
+    _option(group, "--repo", required=True, help="config repository URL (https, ssh, git or file)")
+    _option(group, "--path", default=".", help="config path inside the repository")
+    _option(group, "--branch", default="main", help="branch, tag or commit id to follow")
+    _option(group, "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster config)")
+    _option(group, "--state-db", default=".mico-reconciler/state.db", help="SQLite history file")
+    _option(group, "--workdir", default=".mico-reconciler/repo", help="where the repository is fetched to")
+    _option(group, "--git-timeout", type=float, default=120, help="seconds a git fetch may take")
+    _option(group, "--ssh-key-file", default=None, help="private key for ssh repository URLs")
+    _option(
+        group,
+        "--self-heal",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="revert changes made outside the reconciler",
+    )
+    _option(
+        group,
+        "--max-prune-fraction",
+        type=float,
+        default=0.5,
+        help="refuse a run that would delete more than this share of the managed objects",
+    )
+    _option(
+        group,
+        "--force-prune",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="delete even past --max-prune-fraction",
+    )
+    _option(
+        group,
+        "--conflicts",
+        choices=("force", "fail"),
+        default="force",
+        help="server-side apply conflicts with other field managers: take the fields over, or fail",
+    )
+    _option(group, "--concurrency", type=int, default=8, help="objects applied in parallel")
+    _option(group, "--history-retention", type=int, default=500, help="runs kept in the state database")
+    _option(group, "--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    if daemon:
+        _option(
+            group, "--interval", type=float, default=60, help="seconds between scheduled runs (10%% jitter)"
+        )
+        _option(group, "--listen", default="127.0.0.1:8080", help="HOST:PORT of the HTTP endpoints")
+        _option(group, "--webhook-secret-file", default=None, help="shared secret of the webhooks")
+        _option(
+            group,
+            "--leader-election",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="hold a Lease so that only one replica reconciles",
+        )
+        _option(
+            group, "--lease-namespace", default=None, help="namespace of the Lease (default: --namespace)"
+        )
+    else:
+        parser.add_argument(
+            "--once", action="store_true", default=True, help="run once and exit (the default)"
         )
 
 
@@ -114,6 +222,28 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--path", default=".", help="config path inside the repository (default: .)")
     diff.add_argument("--output", choices=("text", "markdown", "json"), default="text")
     _add_settings_options(diff)
+
+    for name, help_text, epilog in (
+        ("run", "the daemon: keep the cluster equal to the config repository", _RUN_EXAMPLES),
+        ("sync", "one reconcile run, for CI or cron", _SYNC_EXAMPLES),
+    ):
+        command = commands.add_parser(name, help=help_text, epilog=epilog, formatter_class=formatter)
+        _add_reconcile_options(command, daemon=name == "run")
+        _add_settings_options(command)
+    for name, help_text in (
+        ("history", "past runs from the state database"),
+        ("status", "the latest status of each application"),
+    ):
+        command = commands.add_parser(
+            name, help=help_text, epilog=_HISTORY_EXAMPLES, formatter_class=formatter
+        )
+        if name == "status":
+            command.add_argument("app", nargs="?", help="one application's shortName")
+        else:
+            _option(command, "--app", help="only runs that assessed this application")
+            _option(command, "--limit", type=int, default=20)
+        _option(command, "--state-db", default=".mico-reconciler/state.db", help="SQLite history file")
+        command.add_argument("--output", choices=("text", "json"), default="text")
 
     commands.add_parser(
         "schema",
@@ -205,6 +335,129 @@ def _diff(args: argparse.Namespace) -> int:
     return EXIT_NO if review.has_changes else EXIT_OK
 
 
+def _engine(args: argparse.Namespace) -> Engine:
+    logs.configure(args.log_level)
+    settings = _settings(args)
+    api, counter = connect(args.kubeconfig or os.environ.get("KUBECONFIG"))
+    source = GitSource(
+        args.repo,
+        ref=args.branch,
+        path=args.path,
+        workdir=Path(args.workdir),
+        timeout=args.git_timeout,
+        ssh_key_file=args.ssh_key_file,
+    )
+    Path(args.state_db).parent.mkdir(parents=True, exist_ok=True)
+    options = Options(
+        settings=settings,
+        tracking=tracking_id(repo=redact(args.repo), path=args.path, namespace=settings.namespace),
+        force_conflicts=args.conflicts == "force",
+        self_heal=args.self_heal,
+        max_prune_fraction=args.max_prune_fraction,
+        force_prune=args.force_prune,
+        concurrency=args.concurrency,
+    )
+    return Engine(
+        source=source,
+        api=api,
+        counter=counter,
+        store=Store(args.state_db, retention=args.history_retention),
+        options=options,
+    )
+
+
+_SYNC_EXIT = {
+    RunOutcome.SUCCEEDED: EXIT_OK,
+    RunOutcome.INVALID: EXIT_NO,
+    RunOutcome.REFUSED: 3,
+    RunOutcome.FAILED: 4,
+}
+
+
+def _sync(args: argparse.Namespace) -> int:
+    result = _engine(args).run("sync")
+    return _SYNC_EXIT[result.outcome]
+
+
+def _run(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    host, _, port = args.listen.rpartition(":")
+    secret = Path(args.webhook_secret_file).read_bytes().strip() if args.webhook_secret_file else None
+    secret = secret or os.environ.get("MICO_WEBHOOK_SECRET", "").encode() or None
+    lease_api = connect(args.kubeconfig or os.environ.get("KUBECONFIG"))[0] if args.leader_election else None
+    serve(
+        engine,
+        DaemonOptions(
+            interval=args.interval,
+            host=host or "127.0.0.1",
+            port=int(port),
+            webhook_secret=secret,
+            lease_api=lease_api,
+            lease_namespace=args.lease_namespace or engine.options.settings.namespace,
+        ),
+    )
+    return EXIT_OK
+
+
+def _history(args: argparse.Namespace) -> int:
+    store = _open_store(args.state_db)
+    runs = store.runs(limit=args.limit, app=args.app)
+    if args.output == "json":
+        print(json.dumps(runs, indent=2))
+        return EXIT_OK
+    for run in runs:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started"]))
+        revision = (run["revision"] or "-")[:12]
+        print(
+            f"#{run['id']:<5} {started}  {run['outcome']:<11} {run['trigger']:<16} {revision:<12} "
+            f"{len(run['actions'])} actions{'  ' + run['error'] if run['error'] else ''}"
+        )
+        for action in run["actions"]:
+            drift = " [drift]" if action["drift"] else ""
+            print(
+                f"         {action['outcome']:<10} {action['kind']}/{action['namespace']}/{action['name']}: "
+                f"{action['reason']}{drift}"
+            )
+        for problem in run["problems"]:
+            print(
+                f"         {problem['file']}:{problem['line']}:{problem['column']}: {problem['field']}: "
+                f"{problem['message']}"
+            )
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    statuses = _open_store(args.state_db).statuses(args.app)
+    if args.app and not statuses:
+        print(f"mico-reconciler: no status for application {args.app!r}", file=sys.stderr)
+        return EXIT_NO
+    if args.output == "json":
+        print(json.dumps(statuses, indent=2))
+        return EXIT_OK
+    for status in statuses:
+        print(
+            f"{status['app']} {status['version']}: {status['deployment']}, {status['sync']} "
+            f"(revision {(status['revision'] or '-')[:12]})"
+        )
+        for instance, info in sorted(status["detail"].get("instances", {}).items()):
+            if "requestedReplicas" in info:
+                print(f"  {instance}: {info['availableReplicas']}/{info['requestedReplicas']} available")
+                for pod in info["pods"]:
+                    print(
+                        f"    pod {pod['name']}: {pod['phase']} on {pod['node']}, {pod['restarts']} restarts"
+                    )
+            for interface, service in sorted(info.get("interfaces", {}).items()):
+                ips = ", ".join(service["externalIPs"]) or "no external IP"
+                print(f"    interface {interface}: Service {service['service']} ({ips})")
+    return EXIT_OK
+
+
+def _open_store(path: str) -> Store:
+    if not Path(path).exists():
+        raise SourceError(f"{path}: no state database (run `mico-reconciler sync` or `run` first)")
+    return Store(path)
+
+
 def _schema(_: argparse.Namespace) -> int:
     print(json.dumps(json_schema(), indent=2))
     return EXIT_OK
@@ -213,7 +466,16 @@ def _schema(_: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"validate": _validate, "render": _render, "diff": _diff, "schema": _schema}
+    handlers = {
+        "validate": _validate,
+        "render": _render,
+        "diff": _diff,
+        "schema": _schema,
+        "run": _run,
+        "sync": _sync,
+        "history": _history,
+        "status": _status,
+    }
     try:
         return handlers[args.command](args)
     except SourceError as err:

@@ -42,6 +42,7 @@ PARTS = (
     "kafka",
     "prometheus",
     "git-daemon",
+    "demo-daemon",  # started by hack/demo.sh; stopped first
 )
 
 
@@ -162,7 +163,7 @@ def certificates() -> None:
         pki / "ca.crt",
     )
     sans = (
-        "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
         "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
     )
     for name, subject, extension in (
@@ -302,7 +303,8 @@ def up_kubernetes(cache: Path, bin_dir: Path, p: dict[str, int]) -> Path:
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
-            "--service-cluster-ip-range=10.0.0.0/24",
+            "--service-cluster-ip-range=10.96.0.0/12",
+            "--service-node-port-range=30000-40000",
             "--authorization-mode=Node,RBAC",
             "--allow-privileged=true",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -620,6 +622,8 @@ def leftovers() -> list[tuple[int, str]]:
 def status(args: argparse.Namespace) -> None:
     for part in PARTS:
         pid = running(part)
+        if part == "demo-daemon" and pid is None:
+            continue
         print(f"{part:<24} {'running, pid ' + str(pid) if pid else 'stopped'}")
 
 

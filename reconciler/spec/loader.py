@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from reconciler.redact import redact
 from reconciler.spec import rules, yamldoc
 from reconciler.spec.model import (
     API_VERSION,
@@ -27,7 +28,6 @@ from reconciler.spec.model import (
 from reconciler.spec.problems import Marks, Origin, Problem, SpecError, YamlPath
 from reconciler.spec.version import MicoVersion
 
-_USERINFO = re.compile(r"(://)[^/@\s]*@")
 CONFIG_FILE = re.compile(r"(^|/)(mico\.yaml|[^/]+\.mico\.yaml)$")
 
 
@@ -134,12 +134,12 @@ def _salvage(
 
 
 #: Every field name of the contract, to suggest a fix for a typo such as `replcas`.
+def _models(base: type[ContractModel]) -> list[type[ContractModel]]:
+    return [base, *(m for sub in base.__subclasses__() for m in _models(sub))]
+
+
 _KNOWN_FIELDS = sorted(
-    {
-        field.alias or name
-        for model in ContractModel.__subclasses__()
-        for name, field in model.model_fields.items()
-    }
+    {field.alias or name for model in _models(ContractModel) for name, field in model.model_fields.items()}
 )
 
 
@@ -168,11 +168,6 @@ def _message(error: Any) -> str:
     if kind.endswith("_type") or kind in ("literal_error", "model_type"):
         message += f", got {_kind(value)}"
     return message
-
-
-def redact(text: str) -> str:
-    """Error messages end up in CI logs and history: never echo a URL's credentials."""
-    return _USERINFO.sub(r"\1***@", text)
 
 
 def _kind(value: Any) -> str:

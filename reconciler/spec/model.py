@@ -143,13 +143,18 @@ class Dependency(ContractModel):
     version: Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
-class Service(ContractModel):
+class Described(ContractModel):
+    """What identifies and describes a service or an application alike."""
+
     short_name: ShortName
     version: Version
     name: Title
     description: Text = ""
     owner: Text = ""
     contact: Text = ""
+
+
+class Service(Described):
     source: GitSource | None = None
     image: ImageRef | None = None
     interfaces: list[Interface] = []
@@ -198,13 +203,7 @@ class KafkaFaasConnector(ContractModel):
     replicas: Replicas = 1
 
 
-class Application(ContractModel):
-    short_name: ShortName
-    version: Version
-    name: Title
-    description: Text = ""
-    owner: Text = ""
-    contact: Text = ""
+class Application(Described):
     deploy: bool = True
     services: list[ServiceDeployment] = []
     kafka_faas_connectors: list[KafkaFaasConnector] = []

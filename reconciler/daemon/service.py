@@ -1,0 +1,104 @@
+"""The daemon: HTTP up first, then (as leader) a scheduled reconcile with jitter plus webhook
+triggers, all feeding one coalescing run loop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from kubernetes import client
+
+from reconciler.cluster import lease
+from reconciler.daemon.http import Endpoints
+from reconciler.daemon.trigger import Coalescer
+from reconciler.engine import Engine, RunResult
+from reconciler.plan.health import DeploymentStatus
+
+log = logging.getLogger("mico_reconciler.daemon")
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    interval: float
+    host: str
+    port: int
+    webhook_secret: bytes | None
+    lease_api: client.ApiClient | None
+    lease_namespace: str
+    progress_interval: float = 5
+
+
+def serve(engine: Engine, options: DaemonOptions) -> None:
+    first_run_done = threading.Event()
+    leading = threading.Event()
+
+    def run(trigger: str) -> RunResult:
+        try:
+            result = engine.run(trigger)
+        finally:
+            first_run_done.set()
+        if any(s.deployment == DeploymentStatus.PENDING for s in result.statuses):
+            # follow a rollout until it settles, instead of waiting a whole interval
+            timer = threading.Timer(options.progress_interval, coalescer.trigger, args=["progress"])
+            timer.daemon = True
+            timer.start()
+        return result
+
+    coalescer = Coalescer(run)
+    endpoints = Endpoints(
+        store=engine.store,
+        trigger=coalescer.trigger,
+        ready=lambda: first_run_done.is_set() or not leading.is_set(),
+        webhook_secret=options.webhook_secret,
+    )
+    server = endpoints.serve(options.host, options.port)
+    log.info("listening", extra={"address": f"http://{options.host}:{server.server_address[1]}"})
+    stop = threading.Event()
+    scheduler = BackgroundScheduler()
+
+    def on_signal(number: int, _: FrameType | None) -> None:
+        log.info("stopping on signal %d", number)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def reconcile_while_leading() -> None:
+        leading.set()
+        coalescer.start()
+        scheduler.add_job(
+            coalescer.trigger,
+            IntervalTrigger(seconds=options.interval, jitter=options.interval / 10),
+            args=["schedule"],
+            id="schedule",
+            coalesce=True,
+            max_instances=1,
+        )
+        scheduler.start()
+        coalescer.trigger("startup")
+        stop.wait()
+
+    if options.lease_api is None:
+        threading.Thread(target=reconcile_while_leading, name="leader", daemon=True).start()
+    else:
+        threading.Thread(
+            target=lease.lead,
+            name="lease",
+            daemon=True,
+            kwargs={
+                "api": options.lease_api,
+                "namespace": options.lease_namespace,
+                "name": lease.lease_name(engine.options.tracking),
+                "on_leading": reconcile_while_leading,
+            },
+        ).start()
+    stop.wait()
+    if scheduler.running:
+        scheduler.shutdown(wait=False)
+    coalescer.stop()
+    server.shutdown()

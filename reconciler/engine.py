@@ -1,0 +1,352 @@
+"""One reconcile run, read as the pipeline: fetch -> load -> render -> observe -> plan ->
+apply -> assess, recorded exactly once (history, metrics, log) however it ends.
+
+An invalid commit applies nothing and keeps the last good revision applied; a broken cluster
+or repository fails the run and the next trigger retries. Only one run happens at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import urllib3
+from kubernetes import client
+
+from reconciler import metrics
+from reconciler.cluster import resources
+from reconciler.cluster.client import RequestCounter
+from reconciler.plan import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    Action,
+    Manifest,
+    ObjectRef,
+    Outcome,
+    Plan,
+    Verb,
+    compute,
+    stamp,
+)
+from reconciler.plan.health import AppStatus, assess
+from reconciler.render import Settings, render
+from reconciler.source.files import SourceError
+from reconciler.source.git import GitSource, Snapshot
+from reconciler.spec import Spec, SpecError, load
+from reconciler.store import ActionRecord, AppStatusRecord, Store
+
+log = logging.getLogger("mico_reconciler.engine")
+SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+
+class RunOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    INVALID = "invalid"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Options:
+    settings: Settings
+    tracking: str
+    field_manager: str = "mico-reconciler"
+    force_conflicts: bool = True
+    self_heal: bool = True
+    max_prune_fraction: float = 0.5
+    force_prune: bool = False
+    concurrency: int = 8
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    trigger: str
+    outcome: RunOutcome = RunOutcome.FAILED
+    revision: str | None = None
+    error: str | None = None
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    plan: Plan | None = None
+    executed: list[tuple[Action, Outcome, str | None]] = field(default_factory=list)
+    statuses: list[AppStatus] = field(default_factory=list)
+    api_requests: int = 0
+    duration: float = 0.0
+
+
+_APPLY_OUTCOME = {Verb.CREATE: Outcome.CREATED, Verb.UPDATE: Outcome.CONFIGURED, Verb.DELETE: Outcome.DELETED}
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        source: GitSource,
+        api: client.ApiClient,
+        counter: RequestCounter,
+        store: Store,
+        options: Options,
+    ) -> None:
+        self.source = source
+        self.api = api
+        self.counter = counter
+        self.store = store
+        self.options = options
+        self._lock = threading.Lock()
+        self._cache: tuple[str, Spec, list[Manifest]] | None = None
+
+    def run(self, trigger: str) -> RunResult:
+        with self._lock:
+            started, requests_before = time.monotonic(), self.counter.total
+            result = RunResult(self.store.start_run(trigger), trigger)
+            try:
+                self._reconcile(result)
+            except SourceError as err:
+                metrics.GIT_FETCH_ERRORS.inc()
+                result.error = str(err)
+            except (client.ApiException, urllib3.exceptions.HTTPError, OSError) as err:
+                result.error = f"Kubernetes API: {_describe(err)}"
+            finally:
+                result.duration = time.monotonic() - started
+                result.api_requests = self.counter.total - requests_before
+                self._record(result)
+            return result
+
+    def _reconcile(self, result: RunResult) -> None:
+        snapshot = self._fetch()
+        result.revision = snapshot.revision
+        if snapshot.rewritten:
+            log.warning(
+                "the config history was rewritten (force-push); following the new commit",
+                extra={"revision": snapshot.revision},
+            )
+        try:
+            spec, desired = self._desired(snapshot)
+        except SpecError as err:
+            result.outcome = RunOutcome.INVALID
+            result.problems = [p.as_dict() for p in err.problems]
+            result.error = f"{len(err.problems)} validation problems; nothing applied"
+            return
+        actual = self._observe()
+        applied = self.store.applied()
+        plan = compute(
+            desired,
+            actual,
+            tracking=self.options.tracking,
+            last_applied={ObjectRef(*key): digest for key, digest in applied.items()},
+            self_heal=self.options.self_heal,
+            max_prune_fraction=self.options.max_prune_fraction,
+            force_prune=self.options.force_prune,
+        )
+        result.plan = plan
+        result.executed = self._execute(plan.actions, actual)
+        pods = resources.list_objects(self.api, resources.POD, self.options.settings.namespace, SELECTOR)
+        failed = {a.ref for a, outcome, _ in result.executed if outcome == Outcome.FAILED}
+        pending = failed | {a.ref for a in plan.drift if not self.options.self_heal} | set(plan.foreign)
+        result.statuses = assess(
+            ((a.short_name, a.version, a.deploy) for a in spec.applications), desired, actual, pods, pending
+        )
+        if failed:
+            result.outcome = RunOutcome.FAILED
+            result.error = f"{len(failed)} objects could not be applied"
+        elif plan.prune_refused:
+            result.outcome = RunOutcome.REFUSED
+            result.error = (
+                f"prune guard: refusing to delete {len(plan.prune_refused)} objects (more than "
+                f"{self.options.max_prune_fraction:.0%} of those managed); use --force-prune"
+            )
+        else:
+            result.outcome = RunOutcome.SUCCEEDED
+
+    def _fetch(self) -> Snapshot:
+        with metrics.GIT_FETCH_DURATION.time():
+            return self.source.fetch()
+
+    def _desired(self, snapshot: Snapshot) -> tuple[Spec, list[Manifest]]:
+        """Parse and render once per revision: a no-op resync of an unchanged commit skips both."""
+        if self._cache is None or self._cache[0] != snapshot.revision:
+            spec = load(snapshot.files)
+            self._cache = (
+                snapshot.revision,
+                spec,
+                stamp(render(spec, self.options.settings), self.options.tracking),
+            )
+        return self._cache[1], self._cache[2]
+
+    def _observe(self) -> dict[ObjectRef, Manifest]:
+        """One LIST per kind and namespace, selected by the managed-by label; never a GET per object."""
+        settings = self.options.settings
+        lists = (
+            (resources.DEPLOYMENT, settings.namespace),
+            (resources.SERVICE, settings.namespace),
+            (resources.JOB, settings.build_namespace),
+        )
+        actual: dict[ObjectRef, Manifest] = {}
+        for resource, namespace in lists:
+            for obj in resources.list_objects(self.api, resource, namespace, SELECTOR):
+                actual[ObjectRef.of(obj)] = obj
+        return actual
+
+    def _execute(
+        self, actions: Iterable[Action], live: dict[ObjectRef, Manifest]
+    ) -> list[tuple[Action, Outcome, str | None]]:
+        actions = list(actions)
+        writes = [a for a in actions if a.verb != Verb.DELETE]
+        deletes = [a for a in actions if a.verb == Verb.DELETE]
+        results: list[tuple[Action, Outcome, str | None]] = []
+        with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
+            for batch in (writes, deletes):
+                results.extend(pool.map(lambda a: self._perform(a, live), batch))
+        return results
+
+    def _perform(self, action: Action, live: dict[ObjectRef, Manifest]) -> tuple[Action, Outcome, str | None]:
+        ref = action.ref
+        try:
+            if action.verb == Verb.DELETE:
+                resources.delete(self.api, ref.kind, ref.namespace, ref.name)
+                live.pop(ref, None)
+            else:
+                assert action.manifest is not None
+                live[ref] = resources.apply(
+                    self.api,
+                    action.manifest,
+                    field_manager=self.options.field_manager,
+                    force=self.options.force_conflicts,
+                )
+        except (client.ApiException, urllib3.exceptions.HTTPError) as err:
+            if action.verb == Verb.DELETE and isinstance(err, client.ApiException) and err.status == 404:
+                return action, Outcome.DELETED, None
+            log.error("could not %s %s: %s", action.verb, ref, _describe(err))
+            return action, Outcome.FAILED, _describe(err)
+        return action, _APPLY_OUTCOME[action.verb], None
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def _record(self, result: RunResult) -> None:
+        plan = result.plan
+        records = [
+            ActionRecord(
+                a.ref.kind,
+                a.ref.namespace,
+                a.ref.name,
+                a.verb.value,
+                outcome.value,
+                a.reason if error is None else f"{a.reason}; failed: {error}",
+                a.drift,
+            )
+            for a, outcome, error in result.executed
+        ]
+        if plan is not None:
+            records += [
+                ActionRecord(
+                    a.ref.kind,
+                    a.ref.namespace,
+                    a.ref.name,
+                    a.verb.value,
+                    Outcome.SKIPPED.value,
+                    f"{a.reason}; self-heal is off",
+                    True,
+                )
+                for a in plan.drift
+                if not self.options.self_heal
+            ]
+            records += [
+                ActionRecord(
+                    a.ref.kind,
+                    a.ref.namespace,
+                    a.ref.name,
+                    a.verb.value,
+                    Outcome.SKIPPED.value,
+                    f"{a.reason}; refused by the prune guard",
+                    False,
+                )
+                for a in plan.prune_refused
+            ]
+            records += [
+                ActionRecord(
+                    r.kind,
+                    r.namespace,
+                    r.name,
+                    "none",
+                    Outcome.SKIPPED.value,
+                    "an object of that name exists and is not managed by this reconciler",
+                    False,
+                )
+                for r in plan.foreign
+            ]
+        applied: dict[tuple[str, str, str, str], str | None] = {}
+        for action, outcome, _ in result.executed:
+            key = (action.ref.api_version, action.ref.kind, action.ref.namespace, action.ref.name)
+            if outcome == Outcome.DELETED:
+                applied[key] = None
+            elif outcome in (Outcome.CREATED, Outcome.CONFIGURED) and action.manifest is not None:
+                applied[key] = action.manifest["metadata"]["annotations"]["ust.mico/desired-hash"]
+        self.store.finish_run(
+            result.run_id,
+            outcome=result.outcome.value,
+            revision=result.revision,
+            error=result.error,
+            api_requests=result.api_requests,
+            actions=records,
+            problems=result.problems,
+            statuses=[
+                AppStatusRecord(s.app, s.version, s.deployment.value, s.sync.value, s.detail)
+                for s in result.statuses
+            ],
+            applied=applied,
+        )
+        self._export(result)
+
+    def _export(self, result: RunResult) -> None:
+        metrics.RECONCILE_DURATION.observe(result.duration)
+        metrics.RUNS.labels(outcome=result.outcome.value, trigger=result.trigger).inc()
+        metrics.SPEC_PROBLEMS.set(len(result.problems))
+        for action, outcome, _ in result.executed:
+            if outcome in (Outcome.CREATED, Outcome.CONFIGURED):
+                metrics.OBJECTS_APPLIED.labels(kind=action.ref.kind, outcome=outcome.value).inc()
+            elif outcome == Outcome.DELETED:
+                metrics.OBJECTS_PRUNED.labels(kind=action.ref.kind).inc()
+        for action in result.plan.drift if result.plan else ():
+            metrics.DRIFT.labels(kind=action.ref.kind).inc()
+        for status in result.statuses:
+            metrics.set_application_status(
+                status.app, status.version, status.deployment, status.sync.value == "Synced"
+            )
+        if result.outcome == RunOutcome.SUCCEEDED and result.revision:
+            metrics.LAST_SUCCESS.set_to_current_time()
+            metrics.APPLIED_REVISION.info({"revision": result.revision})
+        level = logging.INFO if result.outcome == RunOutcome.SUCCEEDED else logging.WARNING
+        log.log(
+            level,
+            "run %s",
+            result.outcome.value,
+            extra={
+                "run": result.run_id,
+                "trigger": result.trigger,
+                "outcome": result.outcome.value,
+                "revision": result.revision,
+                "error": result.error,
+                "duration_seconds": round(result.duration, 3),
+                "api_requests": result.api_requests,
+                "problems": [_problem_line(p) for p in result.problems],
+                "actions": [f"{o.value} {a.ref}: {a.reason}" for a, o, _ in result.executed],
+                "drift": [f"{a.ref}: {a.reason}" for a in (result.plan.drift if result.plan else ())],
+            },
+        )
+
+
+def _problem_line(problem: dict[str, Any]) -> str:
+    return (
+        f"{problem['file']}:{problem['line']}:{problem['column']}: {problem['field']}: {problem['message']}"
+    )
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, client.ApiException):
+        return f"{err.status} {err.reason}: {(err.body or '')[:300]}"
+    return f"{type(err).__name__}: {err}"

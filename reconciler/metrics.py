@@ -1,0 +1,60 @@
+"""Prometheus metrics of the reconciler (names follow Prometheus conventions: base units,
+`_total` counters, `_info` for the applied revision). Label values come from closed enums."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from reconciler.plan.health import DeploymentStatus
+
+RECONCILE_DURATION = Histogram(
+    "mico_reconciler_reconcile_duration_seconds",
+    "Duration of one reconcile run.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+RUNS = Counter("mico_reconciler_runs_total", "Reconcile runs by outcome.", ["outcome", "trigger"])
+OBJECTS_APPLIED = Counter(
+    "mico_reconciler_objects_applied_total", "Objects created or changed.", ["kind", "outcome"]
+)
+OBJECTS_PRUNED = Counter(
+    "mico_reconciler_objects_pruned_total", "Objects deleted because the config dropped them.", ["kind"]
+)
+DRIFT = Counter(
+    "mico_reconciler_drift_detected_total",
+    "Objects found changed or deleted outside the reconciler.",
+    ["kind"],
+)
+GIT_FETCH_DURATION = Histogram(
+    "mico_reconciler_git_fetch_duration_seconds", "Duration of fetching the config repo."
+)
+GIT_FETCH_ERRORS = Counter(
+    "mico_reconciler_git_fetch_errors_total", "Failed fetches of the config repository."
+)
+SPEC_PROBLEMS = Gauge(
+    "mico_reconciler_spec_problems", "Validation problems of the config at the fetched revision."
+)
+LAST_SUCCESS = Gauge(
+    "mico_reconciler_last_successful_sync_timestamp_seconds",
+    "Unix time of the last run that converged the cluster.",
+)
+APPLIED_REVISION = Info(
+    "mico_reconciler_applied_revision", "The config revision last applied to the cluster."
+)
+APPLICATION_STATUS = Gauge(
+    "mico_reconciler_application_status",
+    "1 for the current deployment status of each application, 0 for the others.",
+    ["application", "version", "status"],
+)
+APPLICATION_SYNCED = Gauge(
+    "mico_reconciler_application_synced",
+    "1 when the application is Synced, else 0.",
+    ["application", "version"],
+)
+
+
+def set_application_status(app: str, version: str, status: DeploymentStatus, synced: bool) -> None:
+    for value in DeploymentStatus:
+        APPLICATION_STATUS.labels(application=app, version=version, status=value.value).set(
+            int(value == status)
+        )
+    APPLICATION_SYNCED.labels(application=app, version=version).set(int(synced))

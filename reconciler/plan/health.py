@@ -1,0 +1,131 @@
+"""Per-application status from live objects: MICO's deployment status and a sync status. Pure.
+
+Deployment status follows MICO: Undeployed (not deployed, or nothing to deploy), Incomplete (a
+Deployment or Service is missing), Pending (everything exists, not all replicas available yet),
+Deployed, Unknown (the cluster could not be read). Sync status is Synced when nothing the
+application needs is left to apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from reconciler.plan import Manifest, ObjectRef
+
+APPLICATIONS_ANNOTATION = "ust.mico/applications"
+
+
+class DeploymentStatus(StrEnum):
+    DEPLOYED = "Deployed"
+    PENDING = "Pending"
+    INCOMPLETE = "Incomplete"
+    UNDEPLOYED = "Undeployed"
+    UNKNOWN = "Unknown"
+
+
+class SyncStatus(StrEnum):
+    SYNCED = "Synced"
+    OUT_OF_SYNC = "OutOfSync"
+
+
+@dataclass(frozen=True)
+class AppStatus:
+    app: str
+    version: str
+    deployment: DeploymentStatus
+    sync: SyncStatus
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _members(obj: Manifest) -> set[str]:
+    text = obj["metadata"].get("annotations", {}).get(APPLICATIONS_ANNOTATION, "")
+    return set(filter(None, text.split(",")))
+
+
+def assess(
+    applications: Iterable[tuple[str, str, bool]],
+    desired: Iterable[Manifest],
+    live: Mapping[ObjectRef, Manifest] | None,
+    pods: Iterable[Manifest],
+    pending: Iterable[ObjectRef],
+) -> list[AppStatus]:
+    """`applications` are (shortName, version, deploy); `live` is None when the cluster could not
+    be read; `pending` are desired objects still not applied as desired (failed, refused, drift
+    left alone)."""
+    by_application: dict[str, list[Manifest]] = {}
+    for obj in desired:
+        for member in _members(obj):
+            by_application.setdefault(member, []).append(obj)
+    not_synced = set(pending)
+    pods_by_instance: dict[str, list[Manifest]] = {}
+    for pod in pods:
+        instance = pod["metadata"].get("labels", {}).get("ust.mico/instance", "")
+        pods_by_instance.setdefault(instance, []).append(pod)
+    statuses = []
+    for short_name, version, deploy in applications:
+        key = f"{short_name}@{version}"
+        mine = by_application.get(key, [])
+        sync = (
+            SyncStatus.OUT_OF_SYNC if any(ObjectRef.of(o) in not_synced for o in mine) else SyncStatus.SYNCED
+        )
+        if live is None:
+            statuses.append(AppStatus(short_name, version, DeploymentStatus.UNKNOWN, sync))
+            continue
+        services: dict[str, Any] = {}
+        missing = False
+        progressing = False
+        for obj in mine:
+            ref = ObjectRef.of(obj)
+            current = live.get(ref)
+            missing = missing or current is None
+            if obj["kind"] == "Deployment":
+                requested = obj["spec"]["replicas"]
+                available = (current or {}).get("status", {}).get("availableReplicas", 0) or 0
+                progressing = progressing or available < requested
+                services[ref.name] = {
+                    "service": obj["metadata"]["labels"].get("ust.mico/name"),
+                    "requestedReplicas": requested,
+                    "availableReplicas": available,
+                    "pods": [
+                        _pod(p)
+                        for p in sorted(
+                            pods_by_instance.get(ref.name, []), key=lambda p: p["metadata"]["name"]
+                        )
+                    ],
+                    "interfaces": {},
+                }
+        for obj in mine:
+            if obj["kind"] == "Service":
+                instance = obj["spec"]["selector"]["ust.mico/instance"]
+                current = live.get(ObjectRef.of(obj)) or {}
+                ingress = current.get("status", {}).get("loadBalancer", {}).get("ingress", []) or []
+                services.setdefault(instance, {"interfaces": {}})["interfaces"][
+                    obj["metadata"]["labels"].get("ust.mico/interface", "")
+                ] = {
+                    "service": obj["metadata"]["name"],
+                    "externalIPs": [i["ip"] for i in ingress if i.get("ip")],
+                    "exists": bool(current),
+                }
+        if not deploy or not mine:
+            status = DeploymentStatus.UNDEPLOYED
+        elif missing:
+            status = DeploymentStatus.INCOMPLETE
+        elif progressing:
+            status = DeploymentStatus.PENDING
+        else:
+            status = DeploymentStatus.DEPLOYED
+        statuses.append(AppStatus(short_name, version, status, sync, {"instances": services}))
+    return statuses
+
+
+def _pod(pod: Manifest) -> dict[str, Any]:
+    status = pod.get("status", {})
+    return {
+        "name": pod["metadata"]["name"],
+        "phase": status.get("phase", "Unknown"),
+        "node": pod.get("spec", {}).get("nodeName"),
+        "restarts": sum(c.get("restartCount", 0) for c in status.get("containerStatuses", []) or []),
+    }

@@ -1,0 +1,638 @@
+"""The reconciler against the real platform: git daemon, kube-apiserver, SQLite, Prometheus."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from reconciler.cluster.client import connect
+from reconciler.engine import Engine, Options, RunOutcome
+from reconciler.plan import tracking_id
+from reconciler.render import Settings
+from reconciler.source.git import GitSource
+from reconciler.store import Store
+from tests.helpers import example_data
+from tests.integration.conftest import Platform
+from tests.integration.test_platform import eventually, prometheus_query
+
+BACKEND = "spring-boot-realworld-example-app"
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@dataclass
+class ConfigRepo:
+    url: str
+    work: Path
+
+    def push(self, data: Any, message: str = "change") -> str:
+        (self.work / "mico.yaml").write_text(
+            yaml.safe_dump(data, sort_keys=False) if not isinstance(data, str) else data
+        )
+        git = ["git", "-C", str(self.work), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", message], check=True)
+        subprocess.run([*git, "push", "-q", "-f", self.url, "HEAD:main"], check=True)
+        return subprocess.run(
+            [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+
+@pytest.fixture
+def config_repo(git_repo: str, tmp_path: Path) -> ConfigRepo:
+    work = tmp_path / "config"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    return ConfigRepo(git_repo, work)
+
+
+@pytest.fixture
+def make_engine(
+    platform: Platform, config_repo: ConfigRepo, namespace: str, tmp_path: Path
+) -> Callable[..., Engine]:
+    def make(path: str = ".", state: str = "state.db", **options: Any) -> Engine:
+        api, counter = connect(str(platform.kubeconfig))
+        settings = Settings(namespace=namespace, build_namespace=namespace)
+        source = GitSource(config_repo.url, path=path, workdir=tmp_path / f"repo-{state}")
+        return Engine(
+            source=source,
+            api=api,
+            counter=counter,
+            store=Store(tmp_path / state),
+            options=Options(
+                settings=settings,
+                tracking=tracking_id(repo=config_repo.url, path=path, namespace=namespace),
+                **options,
+            ),
+        )
+
+    return make
+
+
+def deployments(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
+    return {d.metadata.name: d for d in client.AppsV1Api(kube).list_namespaced_deployment(namespace).items}
+
+
+def versions(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
+    """What a write would change of every Deployment, Service and Job: generation (spec),
+    labels and annotations; status updates by controllers are left out."""
+    apps, core, batch = client.AppsV1Api(kube), client.CoreV1Api(kube), client.BatchV1Api(kube)
+    objects = [
+        *apps.list_namespaced_deployment(namespace).items,
+        *core.list_namespaced_service(namespace).items,
+        *batch.list_namespaced_job(namespace).items,
+    ]
+    return {
+        f"{type(o).__name__}/{o.metadata.name}": (
+            o.metadata.generation,
+            o.metadata.labels,
+            o.metadata.annotations,
+        )
+        for o in objects
+    }
+
+
+def backend(kube: client.ApiClient, namespace: str) -> Any:
+    return next(d for name, d in deployments(kube, namespace).items() if name.startswith(BACKEND))
+
+
+def test_a_commit_converges_and_a_second_run_writes_nothing(
+    make_engine: Callable[..., Engine], config_repo: ConfigRepo, kube: client.ApiClient, namespace: str
+) -> None:
+    revision = config_repo.push(example_data())
+    engine = make_engine()
+    first = engine.run("test")
+    assert first.outcome == RunOutcome.SUCCEEDED, first.error
+    assert first.revision == revision
+    assert len(deployments(kube, namespace)) == 5
+    assert len(client.CoreV1Api(kube).list_namespaced_service(namespace).items) == 3
+    assert [j.metadata.name for j in client.BatchV1Api(kube).list_namespaced_job(namespace).items] == [
+        "build-spring-boot-realworld-example-app-v1-0-0"
+    ]
+    before = versions(kube, namespace)
+    counted = engine.counter.snapshot()
+    second = engine.run("test")
+    assert second.outcome == RunOutcome.SUCCEEDED
+    made = engine.counter.snapshot() - counted
+    assert set(made) == {"GET"}, f"a no-op run made writes: {made}"
+    assert second.api_requests == 4  # one LIST each of Deployments, Services, Jobs, Pods
+    assert versions(kube, namespace) == before
+
+
+def test_drift_is_reverted_and_recorded(
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    kube: client.ApiClient,
+    namespace: str,
+    platform: Platform,
+) -> None:
+    config_repo.push(example_data())
+    engine = make_engine()
+    engine.run("test")
+    name = backend(kube, namespace).metadata.name
+    assert platform.kubectl("-n", namespace, "scale", "deployment", name, "--replicas=7").returncode == 0
+    service = next(s.metadata.name for s in client.CoreV1Api(kube).list_namespaced_service(namespace).items)
+    assert platform.kubectl("-n", namespace, "delete", "service", service).returncode == 0
+    result = engine.run("test")
+    assert {(str(a.ref), a.verb.value) for a in result.plan.drift} == {
+        (f"Deployment/{namespace}/{name}", "update"),
+        (f"Service/{namespace}/{service}", "create"),
+    }
+    assert backend(kube, namespace).spec.replicas == 2
+    assert client.CoreV1Api(kube).read_namespaced_service(service, namespace)
+    (run,) = engine.store.runs(limit=1)
+    drifted = {a["name"]: a["reason"] for a in run["actions"] if a["drift"]}
+    assert drifted[name] == "changed outside the reconciler: spec.replicas: 7 -> 2"
+    assert drifted[service] == "deleted outside the reconciler"
+
+
+def test_with_self_heal_off_drift_is_only_reported(
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    kube: client.ApiClient,
+    namespace: str,
+    platform: Platform,
+) -> None:
+    config_repo.push(example_data())
+    engine = make_engine(self_heal=False)
+    engine.run("test")
+    name = backend(kube, namespace).metadata.name
+    platform.kubectl("-n", namespace, "scale", "deployment", name, "--replicas=7")
+    result = engine.run("test")
+    assert [a.ref.name for a in result.plan.drift] == [name]
+    assert result.executed == []
+    assert backend(kube, namespace).spec.replicas == 7
+    realworld = next(s for s in result.statuses if s.app == "realworld")
+    assert realworld.sync.value == "OutOfSync"
+    (run,) = engine.store.runs(limit=1)
+    assert run["actions"][0]["outcome"] == "skipped"
+    assert run["actions"][0]["reason"].endswith("self-heal is off")
+
+
+def _small_app(prefix: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "ust.mico/v1",
+        "services": [
+            {
+                "shortName": f"{prefix}-svc",
+                "version": "v1.0.0",
+                "name": prefix,
+                "image": "nginx:1",
+                "interfaces": [{"name": "http", "ports": [{"port": 80, "targetPort": 80}]}],
+            }
+        ],
+        "applications": [
+            {
+                "shortName": f"{prefix}-app",
+                "version": "v1.0.0",
+                "name": prefix,
+                "services": [{"shortName": f"{prefix}-svc", "version": "v1.0.0"}],
+            }
+        ],
+    }
+
+
+def test_objects_of_others_are_never_touched(
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    kube: client.ApiClient,
+    namespace: str,
+) -> None:
+    """A hand-made Deployment with our labels, and a second reconciler instance (another path of
+    the same repository) in the same namespace, survive a run that prunes."""
+    apps = client.AppsV1Api(kube)
+    labels = {
+        "ust.mico/name": BACKEND,
+        "ust.mico/instance": "hand-made",
+        "app.kubernetes.io/managed-by": "mico-reconciler",
+    }
+    apps.create_namespaced_deployment(
+        namespace,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "hand-made", "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"ust.mico/instance": "hand-made"}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "x", "image": "registry.example/x:1"}]},
+                },
+            },
+        },
+    )
+    for directory, data in (("mine", example_data()), ("other", _small_app("other"))):
+        (config_repo.work / directory).mkdir()
+        (config_repo.work / directory / "mico.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    config_repo.push((config_repo.work / "mine" / "mico.yaml").read_text(), "two configs")
+    (config_repo.work / "mico.yaml").unlink()
+    mine, other = make_engine(path="mine"), make_engine(path="other", state="other.db")
+    assert mine.run("test").outcome == other.run("test").outcome == RunOutcome.SUCCEEDED
+    untouchable = {k: v for k, v in versions(kube, namespace).items() if "hand-made" in k or "other-svc" in k}
+    assert len(untouchable) == 3  # the hand-made Deployment, other's Deployment and Service
+    data = example_data()
+    data["applications"] = [data["applications"][0]]  # drop messaging: prunes its 4 objects
+    (config_repo.work / "mine" / "mico.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    config_repo.push((config_repo.work / "mine" / "mico.yaml").read_text(), "drop messaging")
+    (config_repo.work / "mico.yaml").unlink()
+    result = mine.run("test")
+    assert result.outcome == RunOutcome.SUCCEEDED, result.error
+    assert sorted(a.ref.name.split("-")[0] for a in result.plan.actions) == ["kafka", "msg", "msg", "test"]
+    after = versions(kube, namespace)
+    assert {k: after.get(k) for k in untouchable} == untouchable
+
+
+def _shared(replicas: tuple[int, ...]) -> dict[str, Any]:
+    data = example_data()
+    for index, count in enumerate(replicas):
+        data["applications"].append(
+            {
+                "shortName": f"shop-{index}",
+                "version": "v1.0.0",
+                "name": f"Shop {index}",
+                "services": [
+                    {
+                        "shortName": BACKEND,
+                        "version": "v1.0.0",
+                        "replicas": count,
+                        "labels": {"tier": "backend"},
+                    }
+                ],
+            }
+        )
+    return data
+
+
+def test_removing_applications_scales_in_then_deletes_shared_instances(
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    kube: client.ApiClient,
+    namespace: str,
+) -> None:
+    data = _shared((3,))
+    data["applications"][0]["deploy"] = False  # realworld undeployed: only shop-0 and messaging remain
+    data["applications"].append(
+        {
+            **data["applications"][-1],
+            "shortName": "shop-1",
+            "services": [{**data["applications"][-1]["services"][0], "replicas": 4}],
+        }
+    )
+    config_repo.push(data)
+    engine = make_engine()
+    assert engine.run("test").outcome == RunOutcome.SUCCEEDED
+    assert backend(kube, namespace).spec.replicas == 3 + 4
+    data["applications"].pop()  # remove shop-1: scale in
+    config_repo.push(data)
+    result = engine.run("test")
+    assert sorted((a.verb.value, a.ref.kind) for a in result.plan.actions) == [
+        ("update", "Deployment"),
+        ("update", "Service"),
+    ]
+    assert {a.reason for a in result.plan.actions} == {
+        'changed in the config: metadata.annotations.ust.mico/applications: "shop-0@v1.0.0,shop-1@v1.0.0" -> '
+        '"shop-0@v1.0.0"'
+    }
+    assert backend(kube, namespace).spec.replicas == 3
+    data["applications"].pop()  # remove shop-0, the last user: delete the Deployment and its Service
+    config_repo.push(data)
+    result = engine.run("test")
+    assert result.outcome == RunOutcome.SUCCEEDED, result.error
+    assert sorted((a.verb.value, a.ref.kind) for a in result.plan.actions) == [
+        ("delete", "Deployment"),
+        ("delete", "Job"),
+        ("delete", "Service"),
+    ]
+    assert not [n for n in deployments(kube, namespace) if n.startswith(BACKEND)]
+
+
+def test_an_emptied_config_is_stopped_by_the_prune_guard(
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    kube: client.ApiClient,
+    namespace: str,
+) -> None:
+    config_repo.push(example_data())
+    engine = make_engine()
+    engine.run("test")
+    before = versions(kube, namespace)
+    config_repo.push(
+        {"apiVersion": "ust.mico/v1", "services": example_data()["services"], "applications": []}
+    )
+    result = engine.run("test")
+    assert result.outcome == RunOutcome.REFUSED
+    assert len(result.plan.prune_refused) == 9
+    assert versions(kube, namespace) == before
+    forced = make_engine(force_prune=True).run("test")
+    assert forced.outcome == RunOutcome.SUCCEEDED
+    assert versions(kube, namespace) == {}
+
+
+def test_an_invalid_commit_changes_nothing_and_shows_everywhere(
+    platform: Platform,
+    config_repo: ConfigRepo,
+    kube: client.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    good = config_repo.push(example_data())
+    command = [
+        sys.executable,
+        "-m",
+        "reconciler",
+        "sync",
+        "--once",
+        "--repo",
+        config_repo.url,
+        "--kubeconfig",
+        str(platform.kubeconfig),
+        "--namespace",
+        namespace,
+        "--build-namespace",
+        namespace,
+        "--state-db",
+        str(tmp_path / "cli.db"),
+        "--workdir",
+        str(tmp_path / "cli-repo"),
+    ]
+    assert subprocess.run(command, capture_output=True, check=False).returncode == 0
+    before = versions(kube, namespace)
+    broken = example_data()
+    broken["applications"][0]["services"][1]["replcas"] = 3
+    bad = config_repo.push(broken)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    (line,) = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert line["outcome"] == "invalid"
+    assert line["revision"] == bad
+    assert any("replcas: unknown field 'replcas' (did you mean 'replicas'?)" in p for p in line["problems"])
+    assert versions(kube, namespace) == before
+    history = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "history",
+            "--state-db",
+            str(tmp_path / "cli.db"),
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    latest, previous = json.loads(history.stdout)[:2]
+    assert (latest["outcome"], latest["revision"], previous["revision"]) == ("invalid", bad, good)
+    assert latest["problems"][0]["field"] == "applications[0].services[1].replcas"
+    assert Store(tmp_path / "cli.db").last_good_revision() == good
+
+
+# -- the daemon: webhooks, metrics, Prometheus, restarts ------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Daemon:
+    process: subprocess.Popen[bytes]
+    url: str
+    state_db: Path
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
+        request = urllib.request.Request(self.url + path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    def runs(self) -> list[dict[str, Any]]:
+        return json.loads(self.get("/api/history?limit=100")[1])
+
+
+SECRET = b"s3cret-for-tests"
+
+
+@pytest.fixture
+def start_daemon(
+    platform: Platform, config_repo: ConfigRepo, namespace: str, tmp_path: Path
+) -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+    (tmp_path / "webhook-secret").write_bytes(SECRET)
+
+    def start(state: str = "daemon.db", *extra: str, wait_for_run: bool = True) -> Daemon:
+        port = free_port()
+        log = open(tmp_path / f"{state}.log", "ab")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "run",
+                "--repo",
+                config_repo.url,
+                "--kubeconfig",
+                str(platform.kubeconfig),
+                "--namespace",
+                namespace,
+                "--build-namespace",
+                namespace,
+                "--state-db",
+                str(tmp_path / state),
+                "--workdir",
+                str(tmp_path / f"{state}-repo"),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--interval",
+                "3600",
+                "--webhook-secret-file",
+                str(tmp_path / "webhook-secret"),
+                *extra,
+            ],
+            stdout=log,
+            stderr=log,
+        )
+        daemon = Daemon(process, f"http://127.0.0.1:{port}", tmp_path / state)
+        started.append(daemon)
+        eventually(
+            lambda: _ready(daemon) if wait_for_run else _listening(daemon),
+            timeout=60,
+            what="the daemon to be ready",
+        )
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.process.terminate()
+            daemon.process.wait(timeout=30)
+
+
+def _listening(daemon: Daemon) -> bool:
+    try:
+        return daemon.get("/healthz")[0] == 200
+    except OSError:
+        return False
+
+
+def _ready(daemon: Daemon) -> bool:
+    try:
+        return daemon.get("/readyz")[0] == 200 and bool(daemon.runs())
+    except OSError:
+        return False
+
+
+def sign(body: bytes) -> str:
+    return "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+
+
+def test_webhooks_are_authenticated_and_bring_a_commit_in_quickly(
+    start_daemon: Callable[..., Daemon],
+    config_repo: ConfigRepo,
+    kube: client.ApiClient,
+    namespace: str,
+) -> None:
+    config_repo.push(example_data())
+    daemon = start_daemon()
+    eventually(lambda: daemon.runs()[0]["outcome"] == "succeeded", what="the startup run")
+    runs_before = len(daemon.runs())
+    data = example_data()
+    data["applications"][0]["services"][1]["replicas"] = 5
+    config_repo.push(data)
+    body = json.dumps({"ref": "refs/heads/main"}).encode()
+    headers = {"Content-Type": "application/json", "X-GitHub-Event": "push"}
+    assert (
+        daemon.post("/webhook/github", body, {**headers, "X-Hub-Signature-256": "sha256=" + "0" * 64}) == 401
+    )
+    assert daemon.post("/webhook/github", body, headers) == 401
+    assert daemon.post("/webhook/generic", b"", {"Authorization": "Bearer wrong"}) == 401
+    time.sleep(1)
+    assert len(daemon.runs()) == runs_before, "a rejected webhook triggered a run"
+    assert backend(kube, namespace).spec.replicas == 2
+    assert daemon.post("/webhook/github", body, {**headers, "X-Hub-Signature-256": sign(body)}) == 202
+    eventually(
+        lambda: backend(kube, namespace).spec.replicas == 5, timeout=3, what="the commit in the cluster"
+    )
+    data["applications"][0]["services"][1]["replicas"] = "six"  # an invalid commit, through the generic hook
+    config_repo.push(data)
+    assert daemon.post("/webhook/generic", b"", {"Authorization": f"Bearer {SECRET.decode()}"}) == 202
+    metric = b'mico_reconciler_runs_total{outcome="invalid",trigger="webhook:generic"} 1.0'
+    eventually(lambda: metric in daemon.get("/metrics")[1], what="the invalid run in /metrics")
+    assert b"mico_reconciler_spec_problems 1.0" in daemon.get("/metrics")[1]
+    assert daemon.runs()[0]["problems"][0]["field"] == "applications[0].services[1].replicas"
+    assert backend(kube, namespace).spec.replicas == 5
+
+
+def test_prometheus_scrapes_the_daemon(
+    start_daemon: Callable[..., Daemon],
+    config_repo: ConfigRepo,
+    platform: Platform,
+    namespace: str,
+) -> None:
+    config_repo.push(example_data())
+    daemon = start_daemon()
+    eventually(lambda: daemon.runs()[0]["outcome"] == "succeeded", what="the startup run")
+    status, text = daemon.get("/metrics")
+    assert status == 200
+    assert b'mico_reconciler_runs_total{outcome="succeeded",trigger="startup"} 1.0' in text
+    job = f"daemon-{namespace}"
+    target = platform.prometheus_targets / f"{job}.json"
+    target.write_text(json.dumps([{"targets": [daemon.url.removeprefix("http://")], "labels": {"job": job}}]))
+    try:
+        query = f'mico_reconciler_application_status{{job="{job}",application="realworld",status="Deployed"}}'
+        eventually(
+            lambda: [r["value"][1] for r in prometheus_query(platform, query)] == ["1"],
+            timeout=60,
+            what="Prometheus to see realworld Deployed",
+        )
+        synced = prometheus_query(platform, f'sum(mico_reconciler_application_synced{{job="{job}"}})')
+        assert synced[0]["value"][1] == "2"
+    finally:
+        target.unlink()
+
+
+def test_leader_election_lets_one_replica_reconcile(
+    start_daemon: Callable[..., Daemon],
+    config_repo: ConfigRepo,
+) -> None:
+    config_repo.push(example_data())
+    leader = start_daemon("leader.db")
+    follower = start_daemon("follower.db", "--interval", "1", wait_for_run=False)
+    time.sleep(5)
+    assert follower.process.poll() is None
+    assert follower.get("/readyz")[0] == 200  # a standby replica is ready, just not leading
+    assert follower.runs() == [], "a follower reconciled"
+    assert leader.runs()[0]["outcome"] == "succeeded"
+
+
+def _many_services(count: int) -> dict[str, Any]:
+    configs = [_small_app(f"s{i:03d}") for i in range(count)]
+    return {
+        "apiVersion": "ust.mico/v1",
+        "services": [c["services"][0] for c in configs],
+        "applications": [c["applications"][0] for c in configs],
+    }
+
+
+def test_kill_9_mid_run_then_restart_converges_with_intact_history(
+    start_daemon: Callable[..., Daemon],
+    config_repo: ConfigRepo,
+    kube: client.ApiClient,
+    namespace: str,
+) -> None:
+    config_repo.push(_many_services(150))
+    daemon = start_daemon("kill.db", "--concurrency", "1", wait_for_run=False)
+
+    def running() -> bool:
+        with sqlite3.connect(daemon.state_db) as db:
+            return db.execute("SELECT count(*) FROM runs WHERE outcome = 'running'").fetchone()[0] > 0
+
+    eventually(
+        lambda: daemon.state_db.exists() and running() and len(deployments(kube, namespace)) > 5,
+        timeout=30,
+        what="a run in progress",
+    )
+    os.kill(daemon.process.pid, signal.SIGKILL)
+    daemon.process.wait(timeout=10)
+    assert 0 < len(deployments(kube, namespace)) < 150, "the kill did not land mid-run"
+    with sqlite3.connect(daemon.state_db) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    restarted = start_daemon("kill.db", wait_for_run=False)
+    eventually(
+        lambda: [r["outcome"] for r in restarted.runs()][:1] == ["succeeded"],
+        timeout=60,
+        what="the run after the restart",
+    )
+    assert [r["outcome"] for r in restarted.runs()] == ["succeeded", "interrupted"]
+    names = list(deployments(kube, namespace))
+    assert len(names) == len(set(names)) == 150
+    assert len(client.CoreV1Api(kube).list_namespaced_service(namespace).items) == 150
