@@ -40,7 +40,7 @@ echo $! > "$pidfile"
 api=http://127.0.0.1:$port
 deployed() { curl -sf "$api/api/applications" | python3 -c '
 import json, sys; apps = json.load(sys.stdin)
-sys.exit(0 if len(apps) == 2 and all(a["deployment"] == "Deployed" for a in apps) else 1)'; }
+sys.exit(0 if len(apps) == 2 and all(a["deployment"] == "Deployed" for a in apps) else 1)' 2>/dev/null; }
 for _ in $(seq 120); do deployed && break; sleep 0.5; done
 deployed || { echo "the applications did not become Deployed; see .platform/logs/demo-daemon.log"; exit 1; }
 $cli status --state-db "$demo/state.db"

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import __version__, logs
+from reconciler.cluster.cache import ObjectCache
 from reconciler.cluster.client import connect
+from reconciler.cluster.resources import DEPLOYMENT, JOB, POD, SERVICE
 from reconciler.daemon.service import DaemonOptions, serve
-from reconciler.engine import Engine, Options, RunOutcome
+from reconciler.engine import SELECTOR, Engine, Options, RunOutcome
 from reconciler.plan import tracking_id
 from reconciler.redact import redact
 from reconciler.render import Settings, render
@@ -335,7 +337,9 @@ def _diff(args: argparse.Namespace) -> int:
     return EXIT_NO if review.has_changes else EXIT_OK
 
 
-def _engine(args: argparse.Namespace) -> Engine:
+def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
+    """`watch`: keep a list-then-watch cache of the managed objects (the daemon), instead of
+    listing them every run (a single sync)."""
     logs.configure(args.log_level)
     settings = _settings(args)
     api, counter = connect(args.kubeconfig or os.environ.get("KUBECONFIG"))
@@ -357,12 +361,26 @@ def _engine(args: argparse.Namespace) -> Engine:
         force_prune=args.force_prune,
         concurrency=args.concurrency,
     )
+    objects = None
+    if watch:
+        objects = ObjectCache(
+            api,
+            [
+                (DEPLOYMENT, settings.namespace),
+                (SERVICE, settings.namespace),
+                (JOB, settings.build_namespace),
+                (POD, settings.namespace),
+            ],
+            SELECTOR,
+        )
+        objects.start()
     return Engine(
         source=source,
         api=api,
         counter=counter,
         store=Store(args.state_db, retention=args.history_retention),
         options=options,
+        objects=objects,
     )
 
 
@@ -380,7 +398,7 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    engine = _engine(args)
+    engine = _engine(args, watch=True)
     host, _, port = args.listen.rpartition(":")
     secret = Path(args.webhook_secret_file).read_bytes().strip() if args.webhook_secret_file else None
     secret = secret or os.environ.get("MICO_WEBHOOK_SECRET", "").encode() or None

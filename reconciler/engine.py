@@ -21,8 +21,10 @@ from kubernetes import client
 
 from reconciler import metrics
 from reconciler.cluster import resources
+from reconciler.cluster.cache import ObjectCache
 from reconciler.cluster.client import RequestCounter
 from reconciler.plan import (
+    HASH_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     Action,
@@ -91,14 +93,17 @@ class Engine:
         counter: RequestCounter,
         store: Store,
         options: Options,
+        objects: ObjectCache | None = None,
     ) -> None:
         self.source = source
         self.api = api
         self.counter = counter
         self.store = store
         self.options = options
+        self.objects = objects
         self._lock = threading.Lock()
-        self._cache: tuple[str, Spec, list[Manifest]] | None = None
+        self._rendered: tuple[str, Spec, list[Manifest]] | None = None
+        self._verified: dict[ObjectRef, tuple[str, str]] = {}
 
     def run(self, trigger: str) -> RunResult:
         with self._lock:
@@ -142,10 +147,18 @@ class Engine:
             self_heal=self.options.self_heal,
             max_prune_fraction=self.options.max_prune_fraction,
             force_prune=self.options.force_prune,
+            verified=self._verified,
         )
+        self._verified = {
+            ref: (
+                actual[ref]["metadata"]["annotations"][HASH_ANNOTATION],
+                actual[ref]["metadata"]["resourceVersion"],
+            )
+            for ref in plan.unchanged
+        }
         result.plan = plan
         result.executed = self._execute(plan.actions, actual)
-        pods = resources.list_objects(self.api, resources.POD, self.options.settings.namespace, SELECTOR)
+        pods = self._list(resources.POD, self.options.settings.namespace)
         failed = {a.ref for a, outcome, _ in result.executed if outcome == Outcome.FAILED}
         pending = failed | {a.ref for a in plan.drift if not self.options.self_heal} | set(plan.foreign)
         result.statuses = assess(
@@ -169,28 +182,31 @@ class Engine:
 
     def _desired(self, snapshot: Snapshot) -> tuple[Spec, list[Manifest]]:
         """Parse and render once per revision: a no-op resync of an unchanged commit skips both."""
-        if self._cache is None or self._cache[0] != snapshot.revision:
+        if self._rendered is None or self._rendered[0] != snapshot.revision:
             spec = load(snapshot.files)
-            self._cache = (
-                snapshot.revision,
-                spec,
-                stamp(render(spec, self.options.settings), self.options.tracking),
-            )
-        return self._cache[1], self._cache[2]
+            desired = stamp(render(spec, self.options.settings), self.options.tracking)
+            self._rendered = (snapshot.revision, spec, desired)
+        return self._rendered[1], self._rendered[2]
 
     def _observe(self) -> dict[ObjectRef, Manifest]:
-        """One LIST per kind and namespace, selected by the managed-by label; never a GET per object."""
+        """One LIST per kind and namespace, selected by the managed-by label (or the watch cache
+        those LISTs filled); never a GET per object."""
         settings = self.options.settings
-        lists = (
+        sources = (
             (resources.DEPLOYMENT, settings.namespace),
             (resources.SERVICE, settings.namespace),
             (resources.JOB, settings.build_namespace),
         )
-        actual: dict[ObjectRef, Manifest] = {}
-        for resource, namespace in lists:
-            for obj in resources.list_objects(self.api, resource, namespace, SELECTOR):
-                actual[ObjectRef.of(obj)] = obj
-        return actual
+        return {
+            ObjectRef.of(obj): obj
+            for resource, namespace in sources
+            for obj in self._list(resource, namespace)
+        }
+
+    def _list(self, resource: resources.Resource, namespace: str) -> list[Manifest]:
+        if self.objects is not None:
+            return self.objects.list(resource, namespace)
+        return resources.list_objects(self.api, resource, namespace, SELECTOR)
 
     def _execute(
         self, actions: Iterable[Action], live: dict[ObjectRef, Manifest]
@@ -210,6 +226,8 @@ class Engine:
             if action.verb == Verb.DELETE:
                 resources.delete(self.api, ref.kind, ref.namespace, ref.name)
                 live.pop(ref, None)
+                if self.objects is not None:
+                    self.objects.write_through(ref, None)
             else:
                 assert action.manifest is not None
                 live[ref] = resources.apply(
@@ -218,6 +236,8 @@ class Engine:
                     field_manager=self.options.field_manager,
                     force=self.options.force_conflicts,
                 )
+                if self.objects is not None:
+                    self.objects.write_through(ref, live[ref])
         except (client.ApiException, urllib3.exceptions.HTTPError) as err:
             if action.verb == Verb.DELETE and isinstance(err, client.ApiException) and err.status == 404:
                 return action, Outcome.DELETED, None
@@ -285,7 +305,7 @@ class Engine:
             if outcome == Outcome.DELETED:
                 applied[key] = None
             elif outcome in (Outcome.CREATED, Outcome.CONFIGURED) and action.manifest is not None:
-                applied[key] = action.manifest["metadata"]["annotations"]["ust.mico/desired-hash"]
+                applied[key] = action.manifest["metadata"]["annotations"][HASH_ANNOTATION]
         self.store.finish_run(
             result.run_id,
             outcome=result.outcome.value,

@@ -133,8 +133,12 @@ def compute(
     self_heal: bool = True,
     max_prune_fraction: float = 0.5,
     force_prune: bool = False,
+    verified: Mapping[ObjectRef, tuple[str, str]] | None = None,
 ) -> Plan:
-    """`desired` must be stamped; `actual` holds every live object the observe stage listed."""
+    """`desired` must be stamped; `actual` holds every live object the observe stage listed.
+    `verified` maps objects found unchanged before to (desired hash, resourceVersion): an object
+    still at that version with that hash is unchanged without comparing it field by field."""
+    verified = verified or {}
     actions: list[Action] = []
     drift: list[Action] = []
     unchanged: list[ObjectRef] = []
@@ -150,22 +154,20 @@ def compute(
                 actions.append(Action(ref, Verb.CREATE, "new in the config", obj))
         elif not owned(live, tracking):
             foreign.append(ref)
-        elif contains(live, obj):
+        elif verified.get(ref) == (digest, live["metadata"].get("resourceVersion")) or contains(live, obj):
             unchanged.append(ref)
         elif live["metadata"].get("annotations", {}).get(HASH_ANNOTATION) == digest:
             drift.append(
                 Action(
                     ref,
                     Verb.UPDATE,
-                    f"changed outside the reconciler: {_first_difference(live, obj)}",
+                    f"changed outside the reconciler: {_difference(live, obj)}",
                     obj,
                     drift=True,
                 )
             )
         else:
-            actions.append(
-                Action(ref, Verb.UPDATE, f"changed in the config: {_first_difference(live, obj)}", obj)
-            )
+            actions.append(Action(ref, Verb.UPDATE, f"changed in the config: {_difference(live, obj)}", obj))
     if self_heal:
         actions.extend(drift)
     owned_refs = [ref for ref, obj in actual.items() if owned(obj, tracking)]
@@ -178,6 +180,18 @@ def compute(
     else:
         actions.extend(reversed(deletions))
     return Plan(tuple(actions), tuple(unchanged), tuple(drift), tuple(foreign), tuple(refused))
+
+
+def _difference(live: Manifest, desired: Manifest) -> str:
+    """The first field that differs other than the hash annotation (which always does)."""
+
+    def strip(obj: Manifest) -> Manifest:
+        annotations = {
+            k: v for k, v in obj["metadata"].get("annotations", {}).items() if k != HASH_ANNOTATION
+        }
+        return {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}
+
+    return _first_difference(strip(live), strip(desired))
 
 
 def _first_difference(live: Any, desired: Any, path: str = "") -> str:

@@ -24,7 +24,9 @@ import yaml
 from kubernetes import client
 
 from reconciler.cluster.client import connect
-from reconciler.engine import Engine, Options, RunOutcome
+from reconciler.cluster.cache import ObjectCache
+from reconciler.cluster.resources import DEPLOYMENT, JOB, POD, SERVICE
+from reconciler.engine import SELECTOR, Engine, Options, RunOutcome
 from reconciler.plan import tracking_id
 from reconciler.render import Settings
 from reconciler.source.git import GitSource
@@ -66,23 +68,33 @@ def config_repo(git_repo: str, tmp_path: Path) -> ConfigRepo:
 def make_engine(
     platform: Platform, config_repo: ConfigRepo, namespace: str, tmp_path: Path
 ) -> Callable[..., Engine]:
-    def make(path: str = ".", state: str = "state.db", **options: Any) -> Engine:
+    caches: list[ObjectCache] = []
+
+    def make(path: str = ".", state: str = "state.db", *, watch: bool = False, **options: Any) -> Engine:
         api, counter = connect(str(platform.kubeconfig))
         settings = Settings(namespace=namespace, build_namespace=namespace)
         source = GitSource(config_repo.url, path=path, workdir=tmp_path / f"repo-{state}")
+        objects = None
+        if watch:
+            objects = ObjectCache(api, [(r, namespace) for r in (DEPLOYMENT, SERVICE, JOB, POD)], SELECTOR)
+            objects.start()
+            caches.append(objects)
         return Engine(
             source=source,
             api=api,
             counter=counter,
             store=Store(tmp_path / state),
+            objects=objects,
             options=Options(
                 settings=settings,
-                tracking=tracking_id(repo=config_repo.url, path=path, namespace=namespace),
                 **options,
+                tracking=tracking_id(repo=config_repo.url, path=path, namespace=namespace),
             ),
         )
 
-    return make
+    yield make
+    for cache in caches:
+        cache.stop()
 
 
 def deployments(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
@@ -133,9 +145,15 @@ def test_a_commit_converges_and_a_second_run_writes_nothing(
     assert set(made) == {"GET"}, f"a no-op run made writes: {made}"
     assert second.api_requests == 4  # one LIST each of Deployments, Services, Jobs, Pods
     assert versions(kube, namespace) == before
+    watching = make_engine(state="watch.db", watch=True)
+    watching.run("test")  # the cache fills from one LIST per kind, then watches
+    assert watching.run("test").api_requests == 0
+    assert versions(kube, namespace) == before
 
 
+@pytest.mark.parametrize("watch", [False, True], ids=["lists", "watch-cache"])
 def test_drift_is_reverted_and_recorded(
+    watch: bool,
     make_engine: Callable[..., Engine],
     config_repo: ConfigRepo,
     kube: client.ApiClient,
@@ -143,12 +161,21 @@ def test_drift_is_reverted_and_recorded(
     platform: Platform,
 ) -> None:
     config_repo.push(example_data())
-    engine = make_engine()
+    engine = make_engine(watch=watch)
     engine.run("test")
     name = backend(kube, namespace).metadata.name
     assert platform.kubectl("-n", namespace, "scale", "deployment", name, "--replicas=7").returncode == 0
     service = next(s.metadata.name for s in client.CoreV1Api(kube).list_namespaced_service(namespace).items)
     assert platform.kubectl("-n", namespace, "delete", "service", service).returncode == 0
+    if engine.objects is not None:  # the watch brings both changes into the cache
+        eventually(
+            lambda: (
+                service not in {s["metadata"]["name"] for s in engine.objects.list(SERVICE, namespace)}
+                and 7 in {d["spec"]["replicas"] for d in engine.objects.list(DEPLOYMENT, namespace)}
+            ),
+            timeout=10,
+            what="the watch events",
+        )
     result = engine.run("test")
     assert {(str(a.ref), a.verb.value) for a in result.plan.drift} == {
         (f"Deployment/{namespace}/{name}", "update"),

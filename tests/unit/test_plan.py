@@ -73,7 +73,7 @@ def test_a_config_change_is_an_update_with_its_reason() -> None:
     plan = compute(changed, live, tracking=TRACKING, last_applied=applied(objects))
     (action,) = plan.actions
     assert action.verb == Verb.UPDATE
-    assert action.reason.startswith("changed in the config: metadata.annotations.ust.mico/desired-hash")
+    assert action.reason == "changed in the config: spec.replicas: 2 -> 4"
     assert not action.drift
 
 

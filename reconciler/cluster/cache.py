@@ -1,0 +1,178 @@
+"""A list-then-watch cache of the managed objects, so a no-op resync makes no API request.
+
+One LIST per kind and namespace fills it, then a watch per kind (with bookmarks) keeps it
+current; the watch resumes from the last resourceVersion after a timeout and re-lists only
+when the server answers 410 Gone. The reconciler writes its own apply results through, so the
+next run never sees an object older than its last write.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import urllib3
+from kubernetes import client
+
+from reconciler.cluster import resources
+from reconciler.plan import Manifest, ObjectRef
+
+log = logging.getLogger("mico_reconciler.cache")
+WATCH_SECONDS = 300
+
+
+class _GoneError(Exception):
+    """The watch's resourceVersion is too old: list again."""
+
+
+class ObjectCache:
+    def __init__(
+        self, api: client.ApiClient, sources: list[tuple[resources.Resource, str]], selector: str
+    ) -> None:
+        self.api = api
+        self.selector = selector
+        self._lock = threading.Lock()
+        self._objects: dict[tuple[str, str], dict[str, Manifest]] = {(r.kind, ns): {} for r, ns in sources}
+        self._synced = {key: threading.Event() for key in self._objects}
+        self._sources = sources
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        for resource, namespace in self._sources:
+            threading.Thread(
+                target=self._run,
+                args=(resource, namespace),
+                daemon=True,
+                name=f"watch-{resource.plural}-{namespace}",
+            ).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def list(self, resource: resources.Resource, namespace: str, timeout: float = 60) -> list[Manifest]:
+        key = (resource.kind, namespace)
+        if not self._synced[key].wait(timeout):
+            raise TimeoutError(
+                f"the cache of {resource.plural} in {namespace} did not sync in {timeout:.0f}s"
+            )
+        with self._lock:
+            return list(self._objects[key].values())
+
+    def write_through(self, ref: ObjectRef, obj: Manifest | None) -> None:
+        """Record the reconciler's own write (None: deleted) ahead of its watch event."""
+        key = (ref.kind, ref.namespace)
+        if key not in self._objects:
+            return
+        with self._lock:
+            if obj is None:
+                self._objects[key].pop(ref.name, None)
+            else:
+                self._store(key, obj)
+
+    def _store(self, key: tuple[str, str], obj: Manifest) -> None:
+        current = self._objects[key].get(obj["metadata"]["name"])
+        if current is None or _newer_or_same(obj, current):
+            self._objects[key][obj["metadata"]["name"]] = obj
+
+    def _run(self, resource: resources.Resource, namespace: str) -> None:
+        key = (resource.kind, namespace)
+        version = None
+        while not self._stopped.is_set():
+            try:
+                if version is None:
+                    version = self._relist(resource, namespace)
+                    self._synced[key].set()
+                version = self._watch(resource, namespace, version)
+            except _GoneError:
+                log.info(
+                    "watch expired; listing again",
+                    extra={"resource": resource.plural, "namespace": namespace},
+                )
+                version = None
+            except (client.ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as err:
+                log.warning("watch failed, retrying: %s", err, extra={"resource": resource.plural})
+                time.sleep(2)
+
+    def _relist(self, resource: resources.Resource, namespace: str) -> str:
+        listed = resources.call(
+            self.api, "GET", resource.path(namespace), query=[("labelSelector", self.selector)]
+        )
+        key = (resource.kind, namespace)
+        objects = {}
+        for item in listed.get("items", []):
+            item.setdefault("apiVersion", resource.api_version)
+            item.setdefault("kind", resource.kind)
+            objects[item["metadata"]["name"]] = item
+        with self._lock:
+            self._objects[key] = objects
+        return str(listed["metadata"]["resourceVersion"])
+
+    def _watch(self, resource: resources.Resource, namespace: str, version: str) -> str:
+        key = (resource.kind, namespace)
+        for event in self._events(resource, namespace, version):
+            kind, obj = event["type"], event["object"]
+            if kind == "ERROR":
+                if obj.get("code") == 410:
+                    raise _GoneError
+                raise ValueError(f"watch error: {obj.get('message')}")
+            version = obj["metadata"]["resourceVersion"]
+            if kind == "BOOKMARK":
+                continue
+            obj.setdefault("apiVersion", resource.api_version)
+            obj.setdefault("kind", resource.kind)
+            with self._lock:
+                if kind == "DELETED":
+                    self._objects[key].pop(obj["metadata"]["name"], None)
+                else:
+                    self._store(key, obj)
+        return version
+
+    def _events(self, resource: resources.Resource, namespace: str, version: str) -> Iterator[dict[str, Any]]:
+        query = [
+            ("watch", "true"),
+            ("labelSelector", self.selector),
+            ("resourceVersion", version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(WATCH_SECONDS)),
+        ]
+        verb, url, headers, _, _ = self.api.param_serialize(
+            "GET",
+            resource.path(namespace),
+            query_params=query,
+            auth_settings=["BearerToken"],
+            header_params={"Accept": "application/json"},
+        )
+        response = self.api.call_api(
+            verb, url, header_params=headers, _request_timeout=(10, WATCH_SECONDS + 30)
+        )
+        if response.status != 200:
+            response.read()
+            raise client.ApiException(http_resp=response)
+        raw = response.response
+        buffer = b""
+        try:
+            for chunk in raw.stream(64 * 1024, decode_content=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield orjson.loads(line)
+                if self._stopped.is_set():
+                    return
+        finally:
+            raw.release_conn()
+
+
+def _newer_or_same(candidate: Manifest, current: Manifest) -> bool:
+    """resourceVersions are opaque, but etcd's are integers; when both are, keep the newer."""
+    new, old = (
+        candidate["metadata"].get("resourceVersion", ""),
+        current["metadata"].get("resourceVersion", ""),
+    )
+    if new.isdigit() and old.isdigit():
+        return int(new) >= int(old)
+    return True
