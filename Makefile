@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-unit lint schema golden bench bench-platform demo platform platform-down platform-clean clean
+.PHONY: install test test-unit lint schema golden bench bench-reconcile bench-platform demo platform platform-down platform-clean clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ platform-down: ## stop exactly the processes `make platform` started
 
 platform-clean: platform-down ## also forget the platform's state (.platform/); caches stay
 	rm -rf .platform
+
+bench-reconcile: install platform ## the reconciler vs kubectl apply on generated 100/1,000-service configs
+	$(BIN)/python bench/reconcile_bench.py --services 100 1000
 
 bench-platform: ## cold build (empty Go and platform caches) and warm start of the platform
 	bash bench/platform_bench.sh

@@ -23,6 +23,7 @@ from reconciler.plan import Manifest, ObjectRef
 
 log = logging.getLogger("mico_reconciler.cache")
 WATCH_SECONDS = 300
+PAGE = 500
 
 
 class _GoneError(Exception):
@@ -74,6 +75,7 @@ class ObjectCache:
                 self._store(key, obj)
 
     def _store(self, key: tuple[str, str], obj: Manifest) -> None:
+        obj = slim(obj)
         current = self._objects[key].get(obj["metadata"]["name"])
         if current is None or _newer_or_same(obj, current):
             self._objects[key][obj["metadata"]["name"]] = obj
@@ -98,18 +100,26 @@ class ObjectCache:
                 time.sleep(2)
 
     def _relist(self, resource: resources.Resource, namespace: str) -> str:
-        listed = resources.call(
-            self.api, "GET", resource.path(namespace), query=[("labelSelector", self.selector)]
-        )
+        """One LIST, in pages of PAGE objects so a namespace of thousands of pods never sits in
+        memory twice (raw and slimmed)."""
         key = (resource.kind, namespace)
-        objects = {}
-        for item in listed.get("items", []):
-            item.setdefault("apiVersion", resource.api_version)
-            item.setdefault("kind", resource.kind)
-            objects[item["metadata"]["name"]] = item
+        objects: dict[str, Manifest] = {}
+        token = ""
+        while True:
+            query = [("labelSelector", self.selector), ("limit", str(PAGE))] + (
+                [("continue", token)] if token else []
+            )
+            page = resources.call(self.api, "GET", resource.path(namespace), query=query)
+            for item in page.get("items", []):
+                item.setdefault("apiVersion", resource.api_version)
+                item.setdefault("kind", resource.kind)
+                objects[item["metadata"]["name"]] = slim(item)
+            token = page["metadata"].get("continue", "")
+            if not token:
+                break
         with self._lock:
             self._objects[key] = objects
-        return str(listed["metadata"]["resourceVersion"])
+        return str(page["metadata"]["resourceVersion"])
 
     def _watch(self, resource: resources.Resource, namespace: str, version: str) -> str:
         key = (resource.kind, namespace)
@@ -165,6 +175,27 @@ class ObjectCache:
                     return
         finally:
             raw.release_conn()
+
+
+def slim(obj: Manifest) -> Manifest:
+    """What the reconciler reads of a cached object: managedFields never; of a Pod only what its
+    status needs. Keeps the daemon's memory flat when thousands of pods run."""
+    obj["metadata"].pop("managedFields", None)
+    if obj.get("kind") != "Pod":
+        return obj
+    meta, status = obj["metadata"], obj.get("status", {})
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "resourceVersion") if k in meta},
+        "spec": {"nodeName": obj.get("spec", {}).get("nodeName")},
+        "status": {
+            "phase": status.get("phase"),
+            "containerStatuses": [
+                {"restartCount": c.get("restartCount", 0)} for c in status.get("containerStatuses") or []
+            ],
+        },
+    }
 
 
 def _newer_or_same(candidate: Manifest, current: Manifest) -> bool:

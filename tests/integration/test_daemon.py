@@ -23,8 +23,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from reconciler.cluster.client import connect
 from reconciler.cluster.cache import ObjectCache
+from reconciler.cluster.client import connect
 from reconciler.cluster.resources import DEPLOYMENT, JOB, POD, SERVICE
 from reconciler.engine import SELECTOR, Engine, Options, RunOutcome
 from reconciler.plan import tracking_id

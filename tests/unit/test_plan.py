@@ -180,3 +180,17 @@ def test_health_of_the_example() -> None:
     assert {s.deployment for s in assess([("x", "v1.0.0", False)], [], {}, [], [])} == {
         DeploymentStatus.UNDEPLOYED
     }
+
+
+def test_a_verified_object_at_the_same_version_is_not_compared_again() -> None:
+    objects = desired()
+    live = live_copy(objects)
+    ref = next(r for r in live if r.kind == "Deployment")
+    digest = live[ref]["metadata"]["annotations"][HASH_ANNOTATION]
+    live[ref]["spec"]["replicas"] = 9  # would be drift, but the memo says version "1" was verified
+    memo = {ref: (digest, "1")}
+    plain = compute(objects, live, tracking=TRACKING, last_applied=applied(objects), verified=memo)
+    assert plain.actions == ()
+    live[ref]["metadata"]["resourceVersion"] = "2"  # any change moves the version: compared again
+    plan = compute(objects, live, tracking=TRACKING, last_applied=applied(objects), verified=memo)
+    assert [a.ref for a in plan.drift] == [ref]
