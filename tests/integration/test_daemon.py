@@ -101,9 +101,13 @@ def deployments(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
     return {d.metadata.name: d for d in client.AppsV1Api(kube).list_namespaced_deployment(namespace).items}
 
 
+#: Written by the Deployment controller some time after a create, never by the reconciler.
+CONTROLLER_ANNOTATIONS = {"deployment.kubernetes.io/revision"}
+
+
 def versions(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
     """What a write would change of every Deployment, Service and Job: generation (spec),
-    labels and annotations; status updates by controllers are left out."""
+    labels and annotations; status and controller annotations are left out."""
     apps, core, batch = client.AppsV1Api(kube), client.CoreV1Api(kube), client.BatchV1Api(kube)
     objects = [
         *apps.list_namespaced_deployment(namespace).items,
@@ -114,7 +118,7 @@ def versions(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
         f"{type(o).__name__}/{o.metadata.name}": (
             o.metadata.generation,
             o.metadata.labels,
-            o.metadata.annotations,
+            {k: v for k, v in (o.metadata.annotations or {}).items() if k not in CONTROLLER_ANNOTATIONS},
         )
         for o in objects
     }
