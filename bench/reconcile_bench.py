@@ -62,7 +62,7 @@ def child(services: int) -> dict[str, Any]:
 
     from reconciler.cluster.cache import ObjectCache
     from reconciler.cluster.client import connect
-    from reconciler.cluster.resources import DEPLOYMENT, JOB, POD, SERVICE
+    from reconciler.cluster.resources import DEPLOYMENT, POD, SERVICE
     from reconciler.engine import SELECTOR, Engine, Options
     from reconciler.plan import tracking_id
     from reconciler.render import Settings, render
@@ -95,7 +95,7 @@ def child(services: int) -> dict[str, Any]:
         objects = None
         if watch:  # the daemon keeps a list-then-watch cache; `sync --once` lists every run
             objects = ObjectCache(
-                api, [(DEPLOYMENT, workload), (SERVICE, workload), (JOB, builds), (POD, workload)], SELECTOR
+                api, [(DEPLOYMENT, workload), (SERVICE, workload), (POD, workload)], SELECTOR
             )
             objects.start()
         return Engine(

@@ -19,7 +19,7 @@ from typing import Any
 from reconciler import __version__, logs
 from reconciler.cluster.cache import ObjectCache
 from reconciler.cluster.client import connect
-from reconciler.cluster.resources import DEPLOYMENT, JOB, POD, SERVICE
+from reconciler.cluster.resources import DEPLOYMENT, POD, SERVICE
 from reconciler.daemon.service import DaemonOptions, serve
 from reconciler.engine import SELECTOR, Engine, Options, RunOutcome
 from reconciler.plan import tracking_id
@@ -157,6 +157,14 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
         help="server-side apply conflicts with other field managers: take the fields over, or fail",
     )
     _option(group, "--concurrency", type=int, default=8, help="objects applied in parallel")
+    _option(group, "--build-concurrency", type=int, default=2, help="image builds run in parallel")
+    _option(
+        group,
+        "--build-backoff-seconds",
+        type=float,
+        default=30,
+        help="wait before retrying a failed build; doubles with each failure (max 30 min)",
+    )
     _option(group, "--history-retention", type=int, default=500, help="runs kept in the state database")
     _option(group, "--log-level", default="info", choices=("debug", "info", "warning", "error"))
     if daemon:
@@ -360,6 +368,8 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
         max_prune_fraction=args.max_prune_fraction,
         force_prune=args.force_prune,
         concurrency=args.concurrency,
+        build_concurrency=args.build_concurrency,
+        build_backoff_seconds=args.build_backoff_seconds,
     )
     objects = None
     if watch:
@@ -368,7 +378,6 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
             [
                 (DEPLOYMENT, settings.namespace),
                 (SERVICE, settings.namespace),
-                (JOB, settings.build_namespace),
                 (POD, settings.namespace),
             ],
             SELECTOR,
@@ -436,6 +445,11 @@ def _history(args: argparse.Namespace) -> int:
                 f"         {action['outcome']:<10} {action['kind']}/{action['namespace']}/{action['name']}: "
                 f"{action['reason']}{drift}"
             )
+        for build in run.get("builds", []):
+            print(
+                f"         build {build['job']} (attempt {build['attempt']}): {build['outcome']}"
+                f"{': ' + build['reason'] if build['reason'] else ''}"
+            )
         for problem in run["problems"]:
             print(
                 f"         {problem['file']}:{problem['line']}:{problem['column']}: {problem['field']}: "
@@ -467,6 +481,9 @@ def _status(args: argparse.Namespace) -> int:
             for interface, service in sorted(info.get("interfaces", {}).items()):
                 ips = ", ".join(service["externalIPs"]) or "no external IP"
                 print(f"    interface {interface}: Service {service['service']} ({ips})")
+        for build in status["detail"].get("builds", []):
+            tail = f"\n      {build['logTail']}" if build.get("logTail") else ""
+            print(f"  build {build['job']} {build['state']}: {build['reason']}{tail}")
     return EXIT_OK
 
 

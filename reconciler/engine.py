@@ -21,6 +21,7 @@ from kubernetes import client
 
 from reconciler import metrics
 from reconciler.cluster import resources
+from reconciler.cluster.builder import Builder, BuildResult
 from reconciler.cluster.cache import ObjectCache
 from reconciler.cluster.client import RequestCounter
 from reconciler.plan import (
@@ -36,11 +37,13 @@ from reconciler.plan import (
     compute,
     stamp,
 )
-from reconciler.plan.health import AppStatus, assess
-from reconciler.render import Settings, render
+from reconciler.plan.builds import BuildDecision, BuildState, decide
+from reconciler.plan.health import APPLICATIONS_ANNOTATION, AppStatus, assess
+from reconciler.render import Settings, builds_needed, render
 from reconciler.source.files import SourceError
 from reconciler.source.git import GitSource, Snapshot
 from reconciler.spec import Spec, SpecError, load
+from reconciler.spec.model import Service
 from reconciler.store import ActionRecord, AppStatusRecord, Store
 
 log = logging.getLogger("mico_reconciler.engine")
@@ -64,6 +67,8 @@ class Options:
     max_prune_fraction: float = 0.5
     force_prune: bool = False
     concurrency: int = 8
+    build_concurrency: int = 2
+    build_backoff_seconds: float = 30
 
 
 @dataclass
@@ -79,6 +84,9 @@ class RunResult:
     statuses: list[AppStatus] = field(default_factory=list)
     api_requests: int = 0
     duration: float = 0.0
+    builds: list[BuildResult] = field(default_factory=list)
+    #: When a build waiting out its backoff may be retried (the daemon triggers a run then).
+    retry_at: float | None = None
 
 
 _APPLY_OUTCOME = {Verb.CREATE: Outcome.CREATED, Verb.UPDATE: Outcome.CONFIGURED, Verb.DELETE: Outcome.DELETED}
@@ -102,7 +110,13 @@ class Engine:
         self.options = options
         self.objects = objects
         self._lock = threading.Lock()
-        self._rendered: tuple[str, Spec, list[Manifest]] | None = None
+        self._spec_cache: tuple[str, Spec] | None = None
+        self._rendered: tuple[tuple[str, tuple[tuple[tuple[str, str], str], ...]], list[Manifest]] | None = (
+            None
+        )
+        self.builder = Builder(
+            api, store, options.settings, options.tracking, concurrency=options.build_concurrency
+        )
         self._verified: dict[ObjectRef, tuple[str, str]] = {}
 
     def run(self, trigger: str) -> RunResult:
@@ -131,13 +145,65 @@ class Engine:
                 extra={"revision": snapshot.revision},
             )
         try:
-            spec, desired = self._desired(snapshot)
+            spec = self._spec(snapshot)
         except SpecError as err:
             result.outcome = RunOutcome.INVALID
             result.problems = [p.as_dict() for p in err.problems]
             result.error = f"{len(err.problems)} validation problems; nothing applied"
             return
+        needed = {(s.short_name, s.version): s for s in builds_needed(spec)}
+        decisions = self._decide(needed)
+        # first pass: everything whose images exist; then builds; then what they unblocked
+        self._converge(result, spec, decisions)
+        to_start = [d for d in decisions.values() if d.state == BuildState.START]
+        if to_start:
+            result.builds = self.builder.build(result.run_id, to_start, needed)
+            decisions = self._decide(needed)
+            self._converge(result, spec, decisions)  # deploys what was built; records why the rest waits
+        waiting = [d for d in decisions.values() if d.state != BuildState.READY]
+        result.retry_at = min((d.retry_at for d in waiting if d.retry_at), default=None)
+        failed = {a.ref for a, outcome, _ in result.executed if outcome == Outcome.FAILED}
+        plan = result.plan
+        if failed:
+            result.outcome = RunOutcome.FAILED
+            result.error = f"{len(failed)} objects could not be applied"
+        elif waiting:
+            result.outcome = RunOutcome.FAILED
+            result.error = "builds not ready: " + "; ".join(
+                f"{d.job}: {(d.last_failure or {}).get('reason') or d.reason}" for d in waiting
+            )
+        elif plan is not None and plan.prune_refused:
+            result.outcome = RunOutcome.REFUSED
+            result.error = (
+                f"prune guard: refusing to delete {len(plan.prune_refused)} objects (more than "
+                f"{self.options.max_prune_fraction:.0%} of those managed); use --force-prune"
+            )
+        else:
+            result.outcome = RunOutcome.SUCCEEDED
+
+    def _decide(self, needed: dict[tuple[str, str], Service]) -> dict[tuple[str, str], BuildDecision]:
+        decisions = decide(
+            needed.values(),
+            self.store.build_history(),
+            settings=self.options.settings,
+            now=time.time(),
+            backoff_seconds=self.options.build_backoff_seconds,
+        )
+        for decision in decisions:
+            if decision.state == BuildState.START and decision.reason.startswith("the source of an already"):
+                log.warning("%s: %s", decision.job, decision.reason, extra={"service": decision.service})
+        return {d.key: d for d in decisions}
+
+    def _converge(
+        self, result: RunResult, spec: Spec, decisions: dict[tuple[str, str], BuildDecision]
+    ) -> None:
+        """Observe, plan and apply with the images built so far; applications waiting for a build
+        keep whatever they had deployed."""
+        images = {key: d.image for key, d in decisions.items() if d.image is not None}
+        blocked = _blocked(spec, decisions)
+        desired = self._desired(spec, result.revision or "", images)
         actual = self._observe()
+        retain = {ref for ref, obj in actual.items() if _members(obj) & blocked.keys()}
         applied = self.store.applied()
         plan = compute(
             desired,
@@ -148,6 +214,7 @@ class Engine:
             max_prune_fraction=self.options.max_prune_fraction,
             force_prune=self.options.force_prune,
             verified=self._verified,
+            retain=retain,
         )
         self._verified = {
             ref: (
@@ -157,36 +224,37 @@ class Engine:
             for ref in plan.unchanged
         }
         result.plan = plan
-        result.executed = self._execute(plan.actions, actual)
+        executed = self._execute(plan.actions, actual)
+        result.executed += executed
         pods = self._list(resources.POD, self.options.settings.namespace)
-        failed = {a.ref for a, outcome, _ in result.executed if outcome == Outcome.FAILED}
+        failed = {a.ref for a, outcome, _ in executed if outcome == Outcome.FAILED}
         pending = failed | {a.ref for a in plan.drift if not self.options.self_heal} | set(plan.foreign)
         result.statuses = assess(
-            ((a.short_name, a.version, a.deploy) for a in spec.applications), desired, actual, pods, pending
+            ((a.short_name, a.version, a.deploy) for a in spec.applications),
+            desired,
+            actual,
+            pods,
+            pending,
+            blocked=blocked,
         )
-        if failed:
-            result.outcome = RunOutcome.FAILED
-            result.error = f"{len(failed)} objects could not be applied"
-        elif plan.prune_refused:
-            result.outcome = RunOutcome.REFUSED
-            result.error = (
-                f"prune guard: refusing to delete {len(plan.prune_refused)} objects (more than "
-                f"{self.options.max_prune_fraction:.0%} of those managed); use --force-prune"
-            )
-        else:
-            result.outcome = RunOutcome.SUCCEEDED
 
     def _fetch(self) -> Snapshot:
         with metrics.GIT_FETCH_DURATION.time():
             return self.source.fetch()
 
-    def _desired(self, snapshot: Snapshot) -> tuple[Spec, list[Manifest]]:
-        """Parse and render once per revision: a no-op resync of an unchanged commit skips both."""
-        if self._rendered is None or self._rendered[0] != snapshot.revision:
-            spec = load(snapshot.files)
-            desired = stamp(render(spec, self.options.settings), self.options.tracking)
-            self._rendered = (snapshot.revision, spec, desired)
-        return self._rendered[1], self._rendered[2]
+    def _spec(self, snapshot: Snapshot) -> Spec:
+        """Parse once per revision: a no-op resync of an unchanged commit skips it."""
+        if self._spec_cache is None or self._spec_cache[0] != snapshot.revision:
+            self._spec_cache = (snapshot.revision, load(snapshot.files))
+        return self._spec_cache[1]
+
+    def _desired(self, spec: Spec, revision: str, images: dict[tuple[str, str], str]) -> list[Manifest]:
+        """Render once per revision and set of built images."""
+        key = (revision, tuple(sorted(images.items())))
+        if self._rendered is None or self._rendered[0] != key:
+            desired = stamp(render(spec, self.options.settings, built=images), self.options.tracking)
+            self._rendered = (key, desired)
+        return self._rendered[1]
 
     def _observe(self) -> dict[ObjectRef, Manifest]:
         """One LIST per kind and namespace, selected by the managed-by label (or the watch cache
@@ -195,7 +263,6 @@ class Engine:
         sources = (
             (resources.DEPLOYMENT, settings.namespace),
             (resources.SERVICE, settings.namespace),
-            (resources.JOB, settings.build_namespace),
         )
         return {
             ObjectRef.of(obj): obj
@@ -370,3 +437,33 @@ def _describe(err: BaseException) -> str:
     if isinstance(err, client.ApiException):
         return f"{err.status} {err.reason}: {(err.body or '')[:300]}"
     return f"{type(err).__name__}: {err}"
+
+
+def _members(obj: Manifest) -> set[str]:
+    text = obj["metadata"].get("annotations", {}).get(APPLICATIONS_ANNOTATION, "")
+    return set(filter(None, text.split(",")))
+
+
+def _blocked(spec: Spec, decisions: dict[tuple[str, str], BuildDecision]) -> dict[str, list[dict[str, Any]]]:
+    """Deployed applications waiting for a build, by `shortName@version`, with why."""
+    blocked: dict[str, list[dict[str, Any]]] = {}
+    for app in spec.applications:
+        if not app.deploy:
+            continue
+        for entry in app.services:
+            service = spec.service(entry.short_name, entry.version)
+            decision = decisions.get((service.short_name, service.version))
+            if decision is None or decision.state == BuildState.READY:
+                continue
+            failure = decision.last_failure or {}
+            blocked.setdefault(f"{app.short_name}@{app.version}", []).append(
+                {
+                    "service": service.short_name,
+                    "version": service.version,
+                    "job": decision.job,
+                    "state": "failed" if failure else "building",
+                    "reason": failure.get("reason") or decision.reason,
+                    "logTail": failure.get("log_tail"),
+                }
+            )
+    return blocked

@@ -30,6 +30,12 @@ GIT_FETCH_DURATION = Histogram(
 GIT_FETCH_ERRORS = Counter(
     "mico_reconciler_git_fetch_errors_total", "Failed fetches of the config repository."
 )
+BUILDS = Counter("mico_reconciler_builds_total", "Finished image builds by outcome.", ["outcome"])
+BUILD_DURATION = Histogram(
+    "mico_reconciler_build_duration_seconds",
+    "Duration of image builds.",
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 1800),
+)
 SPEC_PROBLEMS = Gauge(
     "mico_reconciler_spec_problems", "Validation problems of the config at the fetched revision."
 )

@@ -64,7 +64,7 @@ build_kwok() {
   [[ -n $src ]] || src=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
   rm -rf "$cache/kwok-stages.tmp"; mkdir -p "$cache/kwok-stages.tmp"
   cp "$src"/kustomize/stage/node/fast/node-initialize.yaml "$src"/kustomize/stage/node/heartbeat/node-heartbeat.yaml \
-     "$src"/kustomize/stage/pod/fast/pod-{ready,complete,delete}.yaml "$cache/kwok-stages.tmp/"
+     "$src"/kustomize/stage/pod/fast/pod-{ready,delete}.yaml "$cache/kwok-stages.tmp/"
   chmod u+w "$cache"/kwok-stages.tmp/*
   mv "$cache/kwok-stages.tmp" "$cache/kwok-stages"
 }

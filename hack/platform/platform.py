@@ -388,7 +388,10 @@ def up_kubernetes(cache: Path, bin_dir: Path, p: dict[str, int]) -> Path:
 
 def stage_configs(cache: Path) -> list[Path]:
     """KWOK's default stages (from its module) plus the project's own, e.g. for Kaniko pods."""
-    return sorted((cache / "kwok-stages").glob("*.yaml")) + sorted((HERE / "kwok").glob("*.yaml"))
+    defaults = ("node-initialize", "node-heartbeat", "pod-ready", "pod-delete")  # not pod-complete: see kwok/
+    return [cache / "kwok-stages" / f"{name}.yaml" for name in defaults] + sorted(
+        (HERE / "kwok").glob("*.yaml")
+    )
 
 
 def fake_node(name: str) -> dict[str, object]:

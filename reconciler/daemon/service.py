@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from types import FrameType
 
@@ -42,6 +43,12 @@ def serve(engine: Engine, options: DaemonOptions) -> None:
             result = engine.run(trigger)
         finally:
             first_run_done.set()
+        if result.retry_at is not None:  # a failed build's backoff ends: retry then
+            retry = threading.Timer(
+                max(1.0, result.retry_at - time.time()), coalescer.trigger, args=["build-retry"]
+            )
+            retry.daemon = True
+            retry.start()
         if any(s.deployment == DeploymentStatus.PENDING for s in result.statuses):
             # follow a rollout until it settles, instead of waiting a whole interval
             timer = threading.Timer(options.progress_interval, coalescer.trigger, args=["progress"])

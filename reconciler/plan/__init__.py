@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -134,10 +134,13 @@ def compute(
     max_prune_fraction: float = 0.5,
     force_prune: bool = False,
     verified: Mapping[ObjectRef, tuple[str, str]] | None = None,
+    retain: Collection[ObjectRef] = (),
 ) -> Plan:
     """`desired` must be stamped; `actual` holds every live object the observe stage listed.
     `verified` maps objects found unchanged before to (desired hash, resourceVersion): an object
-    still at that version with that hash is unchanged without comparing it field by field."""
+    still at that version with that hash is unchanged without comparing it field by field.
+    `retain` are owned objects kept although no longer desired (an application waiting for a
+    build keeps whatever it had deployed)."""
     verified = verified or {}
     actions: list[Action] = []
     drift: list[Action] = []
@@ -172,7 +175,9 @@ def compute(
         actions.extend(drift)
     owned_refs = [ref for ref, obj in actual.items() if owned(obj, tracking)]
     deletions = [
-        Action(ref, Verb.DELETE, "no longer in the config") for ref in sorted(owned_refs) if ref not in wanted
+        Action(ref, Verb.DELETE, "no longer in the config")
+        for ref in sorted(owned_refs)
+        if ref not in wanted and ref not in retain
     ]
     refused: list[Action] = []
     if deletions and not force_prune and len(deletions) > max_prune_fraction * len(owned_refs):

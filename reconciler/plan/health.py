@@ -51,10 +51,12 @@ def assess(
     live: Mapping[ObjectRef, Manifest] | None,
     pods: Iterable[Manifest],
     pending: Iterable[ObjectRef],
+    blocked: Mapping[str, list[dict[str, Any]]] | None = None,
 ) -> list[AppStatus]:
     """`applications` are (shortName, version, deploy); `live` is None when the cluster could not
     be read; `pending` are desired objects still not applied as desired (failed, refused, drift
-    left alone)."""
+    left alone); `blocked` are applications waiting for a build, with its state and reason."""
+    blocked = blocked or {}
     by_application: dict[str, list[Manifest]] = {}
     for obj in desired:
         for member in _members(obj):
@@ -109,7 +111,12 @@ def assess(
                     "externalIPs": [i["ip"] for i in ingress if i.get("ip")],
                     "exists": bool(current),
                 }
-        if not deploy or not mine:
+        builds = blocked.get(key, [])
+        if builds:
+            failed = any(b["state"] == "failed" for b in builds)
+            status = DeploymentStatus.INCOMPLETE if failed else DeploymentStatus.PENDING
+            sync = SyncStatus.OUT_OF_SYNC
+        elif not deploy or not mine:
             status = DeploymentStatus.UNDEPLOYED
         elif missing:
             status = DeploymentStatus.INCOMPLETE
@@ -117,7 +124,10 @@ def assess(
             status = DeploymentStatus.PENDING
         else:
             status = DeploymentStatus.DEPLOYED
-        statuses.append(AppStatus(short_name, version, status, sync, {"instances": services}))
+        detail: dict[str, Any] = {"instances": services}
+        if builds:
+            detail["builds"] = builds
+        statuses.append(AppStatus(short_name, version, status, sync, detail))
     return statuses
 
 

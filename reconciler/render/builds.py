@@ -60,7 +60,7 @@ def build_job(service: Service, settings: Settings) -> dict[str, Any]:
             "annotations": {SOURCE_ANNOTATION: source_fingerprint(source, service.version)},
         },
         "spec": {
-            "backoffLimit": 0,
+            "backoffLimit": settings.build_backoff_limit,
             "activeDeadlineSeconds": settings.build_deadline_seconds,
             "ttlSecondsAfterFinished": settings.build_ttl_seconds,
             "template": {
@@ -72,6 +72,16 @@ def build_job(service: Service, settings: Settings) -> dict[str, Any]:
                             "name": "kaniko",
                             "image": settings.kaniko_image,
                             "args": args,
+                            "resources": {
+                                "requests": {
+                                    "cpu": settings.build_cpu_request,
+                                    "memory": settings.build_memory_request,
+                                },
+                                "limits": {
+                                    "cpu": settings.build_cpu_limit,
+                                    "memory": settings.build_memory_limit,
+                                },
+                            },
                             "volumeMounts": [{"name": "docker-config", "mountPath": "/kaniko/.docker"}],
                         }
                     ],

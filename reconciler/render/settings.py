@@ -14,6 +14,7 @@ from reconciler.spec.model import DNS_LABEL_PATTERN, IMAGE_PATTERN, TOPIC_PATTER
 _REGISTRY = r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
 _BOOTSTRAP = r"^[A-Za-z0-9.-]+:[0-9]{1,5}(,[A-Za-z0-9.-]+:[0-9]{1,5})*$"
 _HTTP_URL = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$"
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
@@ -36,6 +37,11 @@ class Settings:
     registry_secret: str = "mico-registry-credentials"  # noqa: S105 - a Secret's name, not a secret
     build_deadline_seconds: int = 600
     build_ttl_seconds: int = 3600
+    build_backoff_limit: int = 0
+    build_cpu_request: str = "500m"
+    build_cpu_limit: str = "2"
+    build_memory_request: str = "1Gi"
+    build_memory_limit: str = "4Gi"
 
     def __post_init__(self) -> None:
         wrong = [
@@ -59,10 +65,14 @@ _RULES: dict[str, str] = {
     "connector_image": IMAGE_PATTERN,
     "kaniko_image": IMAGE_PATTERN,
     "registry_secret": _DNS_SUBDOMAIN,
+    "build_cpu_request": _QUANTITY,
+    "build_cpu_limit": _QUANTITY,
+    "build_memory_request": _QUANTITY,
+    "build_memory_limit": _QUANTITY,
 }
 
 
 def _valid(name: str, value: object) -> bool:
     if isinstance(value, int):
-        return 1 <= value <= 86_400 * 7
+        return (0 if name == "build_backoff_limit" else 1) <= value <= 86_400 * 7
     return isinstance(value, str) and len(value) <= 253 and re.fullmatch(_RULES[name], value) is not None

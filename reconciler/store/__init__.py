@@ -53,6 +53,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX run_actions_run ON run_actions(run_id);
     CREATE INDEX app_status_app ON app_status(app, run_id);
     """,
+    """
+    CREATE TABLE builds (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER,
+        service TEXT NOT NULL, version TEXT NOT NULL, fingerprint TEXT NOT NULL, job TEXT NOT NULL,
+        attempt INTEGER NOT NULL, started REAL NOT NULL, finished REAL,
+        outcome TEXT NOT NULL, digest TEXT, reason TEXT, log_tail TEXT
+    );
+    CREATE INDEX builds_service ON builds(service, version, id);
+    """,
 )
 
 
@@ -90,6 +100,9 @@ class Store:
         with self._transaction() as db:
             db.execute(
                 "UPDATE runs SET outcome = 'interrupted', finished = started WHERE outcome = 'running'"
+            )
+            db.execute(
+                "UPDATE builds SET outcome = 'interrupted', finished = started WHERE outcome = 'running'"
             )
 
     @contextmanager
@@ -174,7 +187,46 @@ class Store:
                     db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?, ?, ?, ?)", (*key, digest))
             db.execute("DELETE FROM runs WHERE id <= (SELECT MAX(id) FROM runs) - ?", (self.retention,))
 
+    def start_build(
+        self, *, run_id: int, service: str, version: str, fingerprint: str, job: str, attempt: int
+    ) -> int:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO builds (run_id, service, version, fingerprint, job, attempt, started, outcome) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
+                (run_id, service, version, fingerprint, job, attempt, time.time()),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def finish_build(
+        self,
+        build_id: int,
+        *,
+        outcome: str,
+        digest: str | None = None,
+        reason: str | None = None,
+        log_tail: str | None = None,
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE builds SET finished = ?, outcome = ?, digest = ?, reason = ?, log_tail = ? "
+                "WHERE id = ?",
+                (time.time(), outcome, digest, reason, log_tail, build_id),
+            )
+
     # -- reading -----------------------------------------------------------------------------
+
+    def build_history(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """Per (service, version), its finished builds, newest first."""
+        with self._lock:
+            rows = [
+                dict(r)
+                for r in self._db.execute("SELECT * FROM builds WHERE outcome != 'running' ORDER BY id DESC")
+            ]
+        found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            found.setdefault((row["service"], row["version"]), []).append(row)
+        return found
 
     def applied(self) -> dict[tuple[str, str, str, str], str]:
         with self._lock:
@@ -209,6 +261,14 @@ class Store:
                 ]
                 for action in run["actions"]:
                     action["drift"] = bool(action["drift"])
+                run["builds"] = [
+                    dict(r)
+                    for r in self._db.execute(
+                        "SELECT service, version, job, attempt, outcome, digest, reason FROM builds "
+                        "WHERE run_id = ?",
+                        (run["id"],),
+                    )
+                ]
                 run["problems"] = [
                     dict(r)
                     for r in self._db.execute(

@@ -12,12 +12,23 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, config
+
+from reconciler.cluster.cache import ObjectCache
+from reconciler.cluster.client import connect
+from reconciler.cluster.resources import DEPLOYMENT, POD, SERVICE
+from reconciler.engine import SELECTOR, Engine, Options
+from reconciler.plan import tracking_id
+from reconciler.render import Settings
+from reconciler.source.git import GitSource
+from reconciler.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM = ROOT / "hack" / "platform" / "platform.py"
@@ -119,3 +130,102 @@ def git_repo(platform: Platform, request: pytest.FixtureRequest) -> Iterator[str
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
     yield f"{platform.git_base_url}/{name}"
     shutil.rmtree(path, ignore_errors=True)
+
+
+BACKEND = "spring-boot-realworld-example-app"
+
+
+@dataclass
+class ConfigRepo:
+    url: str
+    work: Path
+
+    def push(self, data: Any, message: str = "change") -> str:
+        (self.work / "mico.yaml").write_text(
+            yaml.safe_dump(data, sort_keys=False) if not isinstance(data, str) else data
+        )
+        git = ["git", "-C", str(self.work), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", message], check=True)
+        subprocess.run([*git, "push", "-q", "-f", self.url, "HEAD:main"], check=True)
+        return subprocess.run(
+            [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+
+@pytest.fixture
+def config_repo(git_repo: str, tmp_path: Path) -> ConfigRepo:
+    work = tmp_path / "config"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    return ConfigRepo(git_repo, work)
+
+
+@pytest.fixture
+def make_engine(
+    platform: Platform, config_repo: ConfigRepo, namespace: str, tmp_path: Path
+) -> Callable[..., Engine]:
+    caches: list[ObjectCache] = []
+
+    def make(
+        path: str = ".",
+        state: str = "state.db",
+        *,
+        watch: bool = False,
+        settings: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Engine:
+        api, counter = connect(str(platform.kubeconfig))
+        rendering = Settings(namespace=namespace, build_namespace=namespace, **(settings or {}))
+        source = GitSource(config_repo.url, path=path, workdir=tmp_path / f"repo-{state}")
+        objects = None
+        if watch:
+            objects = ObjectCache(api, [(r, namespace) for r in (DEPLOYMENT, SERVICE, POD)], SELECTOR)
+            objects.start()
+            caches.append(objects)
+        return Engine(
+            source=source,
+            api=api,
+            counter=counter,
+            store=Store(tmp_path / state),
+            objects=objects,
+            options=Options(
+                settings=rendering,
+                **options,
+                tracking=tracking_id(repo=config_repo.url, path=path, namespace=namespace),
+            ),
+        )
+
+    yield make
+    for cache in caches:
+        cache.stop()
+
+
+def deployments(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
+    return {d.metadata.name: d for d in client.AppsV1Api(kube).list_namespaced_deployment(namespace).items}
+
+
+#: Written by the Deployment controller some time after a create, never by the reconciler.
+CONTROLLER_ANNOTATIONS = {"deployment.kubernetes.io/revision"}
+
+
+def versions(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
+    """What a write would change of every Deployment, Service and Job: generation (spec),
+    labels and annotations; status and controller annotations are left out."""
+    apps, core, batch = client.AppsV1Api(kube), client.CoreV1Api(kube), client.BatchV1Api(kube)
+    objects = [
+        *apps.list_namespaced_deployment(namespace).items,
+        *core.list_namespaced_service(namespace).items,
+        *batch.list_namespaced_job(namespace).items,
+    ]
+    return {
+        f"{type(o).__name__}/{o.metadata.name}": (
+            o.metadata.generation,
+            o.metadata.labels,
+            {k: v for k, v in (o.metadata.annotations or {}).items() if k not in CONTROLLER_ANNOTATIONS},
+        )
+        for o in objects
+    }
+
+
+def backend(kube: client.ApiClient, namespace: str) -> Any:
+    return next(d for name, d in deployments(kube, namespace).items() if name.startswith(BACKEND))

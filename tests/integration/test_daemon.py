@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -23,109 +24,14 @@ import pytest
 import yaml
 from kubernetes import client
 
-from reconciler.cluster.cache import ObjectCache
-from reconciler.cluster.client import connect
-from reconciler.cluster.resources import DEPLOYMENT, JOB, POD, SERVICE
-from reconciler.engine import SELECTOR, Engine, Options, RunOutcome
-from reconciler.plan import tracking_id
-from reconciler.render import Settings
-from reconciler.source.git import GitSource
+from reconciler.cluster.resources import DEPLOYMENT, SERVICE
+from reconciler.engine import Engine, RunOutcome
 from reconciler.store import Store
 from tests.helpers import example_data
-from tests.integration.conftest import Platform
+from tests.integration.conftest import BACKEND, ConfigRepo, Platform, backend, deployments, versions
 from tests.integration.test_platform import eventually, prometheus_query
 
-BACKEND = "spring-boot-realworld-example-app"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-
-
-@dataclass
-class ConfigRepo:
-    url: str
-    work: Path
-
-    def push(self, data: Any, message: str = "change") -> str:
-        (self.work / "mico.yaml").write_text(
-            yaml.safe_dump(data, sort_keys=False) if not isinstance(data, str) else data
-        )
-        git = ["git", "-C", str(self.work), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-        subprocess.run([*git, "add", "-A"], check=True)
-        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", message], check=True)
-        subprocess.run([*git, "push", "-q", "-f", self.url, "HEAD:main"], check=True)
-        return subprocess.run(
-            [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-
-
-@pytest.fixture
-def config_repo(git_repo: str, tmp_path: Path) -> ConfigRepo:
-    work = tmp_path / "config"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
-    return ConfigRepo(git_repo, work)
-
-
-@pytest.fixture
-def make_engine(
-    platform: Platform, config_repo: ConfigRepo, namespace: str, tmp_path: Path
-) -> Callable[..., Engine]:
-    caches: list[ObjectCache] = []
-
-    def make(path: str = ".", state: str = "state.db", *, watch: bool = False, **options: Any) -> Engine:
-        api, counter = connect(str(platform.kubeconfig))
-        settings = Settings(namespace=namespace, build_namespace=namespace)
-        source = GitSource(config_repo.url, path=path, workdir=tmp_path / f"repo-{state}")
-        objects = None
-        if watch:
-            objects = ObjectCache(api, [(r, namespace) for r in (DEPLOYMENT, SERVICE, JOB, POD)], SELECTOR)
-            objects.start()
-            caches.append(objects)
-        return Engine(
-            source=source,
-            api=api,
-            counter=counter,
-            store=Store(tmp_path / state),
-            objects=objects,
-            options=Options(
-                settings=settings,
-                **options,
-                tracking=tracking_id(repo=config_repo.url, path=path, namespace=namespace),
-            ),
-        )
-
-    yield make
-    for cache in caches:
-        cache.stop()
-
-
-def deployments(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
-    return {d.metadata.name: d for d in client.AppsV1Api(kube).list_namespaced_deployment(namespace).items}
-
-
-#: Written by the Deployment controller some time after a create, never by the reconciler.
-CONTROLLER_ANNOTATIONS = {"deployment.kubernetes.io/revision"}
-
-
-def versions(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
-    """What a write would change of every Deployment, Service and Job: generation (spec),
-    labels and annotations; status and controller annotations are left out."""
-    apps, core, batch = client.AppsV1Api(kube), client.CoreV1Api(kube), client.BatchV1Api(kube)
-    objects = [
-        *apps.list_namespaced_deployment(namespace).items,
-        *core.list_namespaced_service(namespace).items,
-        *batch.list_namespaced_job(namespace).items,
-    ]
-    return {
-        f"{type(o).__name__}/{o.metadata.name}": (
-            o.metadata.generation,
-            o.metadata.labels,
-            {k: v for k, v in (o.metadata.annotations or {}).items() if k not in CONTROLLER_ANNOTATIONS},
-        )
-        for o in objects
-    }
-
-
-def backend(kube: client.ApiClient, namespace: str) -> Any:
-    return next(d for name, d in deployments(kube, namespace).items() if name.startswith(BACKEND))
 
 
 def test_a_commit_converges_and_a_second_run_writes_nothing(
@@ -141,13 +47,15 @@ def test_a_commit_converges_and_a_second_run_writes_nothing(
     assert [j.metadata.name for j in client.BatchV1Api(kube).list_namespaced_job(namespace).items] == [
         "build-spring-boot-realworld-example-app-v1-0-0"
     ]
+    image = backend(kube, namespace).spec.template.spec.containers[0].image
+    assert re.fullmatch(r"docker\.io/ustmico/spring-boot-realworld-example-app@sha256:[0-9a-f]{64}", image)
     before = versions(kube, namespace)
     counted = engine.counter.snapshot()
     second = engine.run("test")
     assert second.outcome == RunOutcome.SUCCEEDED
     made = engine.counter.snapshot() - counted
     assert set(made) == {"GET"}, f"a no-op run made writes: {made}"
-    assert second.api_requests == 4  # one LIST each of Deployments, Services, Jobs, Pods
+    assert second.api_requests == 3  # one LIST each of Deployments, Services and Pods
     assert versions(kube, namespace) == before
     watching = make_engine(state="watch.db", watch=True)
     watching.run("test")  # the cache fills from one LIST per kind, then watches
@@ -348,9 +256,8 @@ def test_removing_applications_scales_in_then_deletes_shared_instances(
     assert result.outcome == RunOutcome.SUCCEEDED, result.error
     assert sorted((a.verb.value, a.ref.kind) for a in result.plan.actions) == [
         ("delete", "Deployment"),
-        ("delete", "Job"),
         ("delete", "Service"),
-    ]
+    ]  # its finished build Job is left to ttlSecondsAfterFinished
     assert not [n for n in deployments(kube, namespace) if n.startswith(BACKEND)]
 
 
@@ -369,11 +276,11 @@ def test_an_emptied_config_is_stopped_by_the_prune_guard(
     )
     result = engine.run("test")
     assert result.outcome == RunOutcome.REFUSED
-    assert len(result.plan.prune_refused) == 9
+    assert len(result.plan.prune_refused) == 8  # 5 Deployments and 3 Services; build Jobs are not pruned
     assert versions(kube, namespace) == before
     forced = make_engine(force_prune=True).run("test")
     assert forced.outcome == RunOutcome.SUCCEEDED
-    assert versions(kube, namespace) == {}
+    assert [k for k in versions(kube, namespace) if not k.startswith("V1Job/")] == []
 
 
 def test_an_invalid_commit_changes_nothing_and_shows_everywhere(
