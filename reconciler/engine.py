@@ -329,31 +329,22 @@ class Engine:
             for a, outcome, error in result.executed
         ]
         if plan is not None:
-            records += [
-                ActionRecord(
-                    a.ref.kind,
-                    a.ref.namespace,
-                    a.ref.name,
-                    a.verb.value,
+
+            def skipped(action: Action, reason: str) -> ActionRecord:
+                ref = action.ref
+                return ActionRecord(
+                    ref.kind,
+                    ref.namespace,
+                    ref.name,
+                    action.verb.value,
                     Outcome.SKIPPED.value,
-                    f"{a.reason}; self-heal is off",
-                    True,
+                    reason,
+                    action.drift,
                 )
-                for a in plan.drift
-                if not self.options.self_heal
-            ]
-            records += [
-                ActionRecord(
-                    a.ref.kind,
-                    a.ref.namespace,
-                    a.ref.name,
-                    a.verb.value,
-                    Outcome.SKIPPED.value,
-                    f"{a.reason}; refused by the prune guard",
-                    False,
-                )
-                for a in plan.prune_refused
-            ]
+
+            if not self.options.self_heal:
+                records += [skipped(a, f"{a.reason}; self-heal is off") for a in plan.drift]
+            records += [skipped(a, f"{a.reason}; refused by the prune guard") for a in plan.prune_refused]
             records += [
                 ActionRecord(
                     r.kind,

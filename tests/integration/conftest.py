@@ -229,3 +229,38 @@ def versions(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
 
 def backend(kube: client.ApiClient, namespace: str) -> Any:
     return next(d for name, d in deployments(kube, namespace).items() if name.startswith(BACKEND))
+
+
+def reconciler_command(
+    verb: str, platform: Platform, repo: str, namespace: str, *, state_db: Path, workdir: Path
+) -> list[str]:
+    """`mico-reconciler run|sync` against the platform, workloads and builds in `namespace`."""
+    return [
+        sys.executable,
+        "-m",
+        "reconciler",
+        *verb.split(),
+        "--repo",
+        repo,
+        "--kubeconfig",
+        str(platform.kubeconfig),
+        "--namespace",
+        namespace,
+        "--build-namespace",
+        namespace,
+        "--state-db",
+        str(state_db),
+        "--workdir",
+        str(workdir),
+    ]
+
+
+def sync_command(platform: Platform, repo: str, namespace: str, state_dir: Path) -> list[str]:
+    return reconciler_command(
+        "sync --once",
+        platform,
+        repo,
+        namespace,
+        state_db=state_dir / "cli.db",
+        workdir=state_dir / "cli-repo",
+    )

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from reconciler.engine import Engine, RunOutcome
 from tests.helpers import example_data
-from tests.integration.conftest import BACKEND, ConfigRepo, Platform, backend, deployments
+from tests.integration.conftest import BACKEND, ConfigRepo, Platform, backend, deployments, sync_command
 
 JOB = "build-spring-boot-realworld-example-app-v1-0-0"
 
@@ -147,25 +147,7 @@ def test_status_and_history_show_builds(
     config_repo.push(with_git("https://git.example/team/broken-fails.git"))
     state = str(tmp_path / "cli.db")
     sync = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "sync",
-            "--once",
-            "--repo",
-            config_repo.url,
-            "--kubeconfig",
-            str(platform.kubeconfig),
-            "--namespace",
-            namespace,
-            "--build-namespace",
-            namespace,
-            "--state-db",
-            state,
-            "--workdir",
-            str(tmp_path / "r"),
-        ],
+        sync_command(platform, config_repo.url, namespace, tmp_path),
         capture_output=True,
         text=True,
         check=False,

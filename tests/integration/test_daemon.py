@@ -28,7 +28,16 @@ from reconciler.cluster.resources import DEPLOYMENT, SERVICE
 from reconciler.engine import Engine, RunOutcome
 from reconciler.store import Store
 from tests.helpers import example_data
-from tests.integration.conftest import BACKEND, ConfigRepo, Platform, backend, deployments, versions
+from tests.integration.conftest import (
+    BACKEND,
+    ConfigRepo,
+    Platform,
+    backend,
+    deployments,
+    reconciler_command,
+    sync_command,
+    versions,
+)
 from tests.integration.test_platform import eventually, prometheus_query
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -291,25 +300,7 @@ def test_an_invalid_commit_changes_nothing_and_shows_everywhere(
     tmp_path: Path,
 ) -> None:
     good = config_repo.push(example_data())
-    command = [
-        sys.executable,
-        "-m",
-        "reconciler",
-        "sync",
-        "--once",
-        "--repo",
-        config_repo.url,
-        "--kubeconfig",
-        str(platform.kubeconfig),
-        "--namespace",
-        namespace,
-        "--build-namespace",
-        namespace,
-        "--state-db",
-        str(tmp_path / "cli.db"),
-        "--workdir",
-        str(tmp_path / "cli-repo"),
-    ]
+    command = sync_command(platform, config_repo.url, namespace, tmp_path)
     assert subprocess.run(command, capture_output=True, check=False).returncode == 0
     before = versions(kube, namespace)
     broken = example_data()
@@ -390,24 +381,17 @@ def start_daemon(
     def start(state: str = "daemon.db", *extra: str, wait_for_run: bool = True) -> Daemon:
         port = free_port()
         log = open(tmp_path / f"{state}.log", "ab")  # noqa: SIM115 - closed with the process
+        command = reconciler_command(
+            "run",
+            platform,
+            config_repo.url,
+            namespace,
+            state_db=tmp_path / state,
+            workdir=tmp_path / f"{state}-repo",
+        )
         process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "reconciler",
-                "run",
-                "--repo",
-                config_repo.url,
-                "--kubeconfig",
-                str(platform.kubeconfig),
-                "--namespace",
-                namespace,
-                "--build-namespace",
-                namespace,
-                "--state-db",
-                str(tmp_path / state),
-                "--workdir",
-                str(tmp_path / f"{state}-repo"),
+                *command,
                 "--listen",
                 f"127.0.0.1:{port}",
                 "--interval",
