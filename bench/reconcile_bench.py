@@ -87,7 +87,14 @@ def child(services: int) -> dict[str, Any]:
     git("-C", str(work), "commit", "-q", "-m", "bench")
     url = f"{env['GIT_BASE_URL']}/{repo.name}"
     git("-C", str(work), "push", "-q", url, "main")
-    settings = Settings(namespace=workload, build_namespace=builds)
+    settings = Settings(
+        namespace=workload,
+        build_namespace=builds,
+        kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+        invalid_message_topic=f"{workload}.InvalidMessage",
+        dead_letter_topic=f"{workload}.DeadLetter",
+        test_message_output_topic=f"{workload}.TestMessagesOutput",
+    )
     tracking = tracking_id(repo=url, path=".", namespace=workload)
 
     def engine(state: str, *, watch: bool) -> Engine:

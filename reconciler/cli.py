@@ -165,6 +165,37 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
         default=30,
         help="wait before retrying a failed build; doubles with each failure (max 30 min)",
     )
+    _option(
+        group,
+        "--topics",
+        choices=("admin", "off"),
+        default="admin",
+        help="create the Kafka topics the config names through the Admin API, or leave topics alone",
+    )
+    _option(
+        group,
+        "--kafka-admin-bootstrap-servers",
+        default=None,
+        help="where the reconciler reaches Kafka (default: --kafka-bootstrap-servers, as the workloads do)",
+    )
+    _option(group, "--topic-partitions", type=int, default=1, help="partitions of created topics")
+    _option(
+        group, "--topic-replication-factor", type=int, default=1, help="replication factor of created topics"
+    )
+    _option(
+        group,
+        "--topic-deletion",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="delete topics the config no longer names (default: keep and report them as orphaned)",
+    )
+    _option(
+        group,
+        "--kafka-backoff-seconds",
+        type=float,
+        default=10,
+        help="wait before retrying an unreachable broker; doubles per failure (max 10 min)",
+    )
     _option(group, "--history-retention", type=int, default=500, help="runs kept in the state database")
     _option(group, "--log-level", default="info", choices=("debug", "info", "warning", "error"))
     if daemon:
@@ -370,6 +401,12 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
         concurrency=args.concurrency,
         build_concurrency=args.build_concurrency,
         build_backoff_seconds=args.build_backoff_seconds,
+        topics=args.topics,
+        kafka_admin_bootstrap_servers=args.kafka_admin_bootstrap_servers,
+        topic_partitions=args.topic_partitions,
+        topic_replication_factor=args.topic_replication_factor,
+        topic_deletion=args.topic_deletion,
+        kafka_backoff_seconds=args.kafka_backoff_seconds,
     )
     objects = None
     if watch:
@@ -459,13 +496,18 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    statuses = _open_store(args.state_db).statuses(args.app)
+    store = _open_store(args.state_db)
+    statuses = store.statuses(args.app)
     if args.app and not statuses:
         print(f"mico-reconciler: no status for application {args.app!r}", file=sys.stderr)
         return EXIT_NO
     if args.output == "json":
-        print(json.dumps(statuses, indent=2))
+        print(json.dumps({"applications": statuses, "orphanedTopics": _orphans(store)}, indent=2))
         return EXIT_OK
+    for name in _orphans(store):
+        print(
+            f"orphaned topic {name}: no longer named by the config; kept (enable --topic-deletion to delete)"
+        )
     for status in statuses:
         print(
             f"{status['app']} {status['version']}: {status['deployment']}, {status['sync']} "
@@ -481,10 +523,16 @@ def _status(args: argparse.Namespace) -> int:
             for interface, service in sorted(info.get("interfaces", {}).items()):
                 ips = ", ".join(service["externalIPs"]) or "no external IP"
                 print(f"    interface {interface}: Service {service['service']} ({ips})")
+        for topic in status["detail"].get("topics", []):
+            print(f"  topic {topic['name']}: {topic['state']}")
         for build in status["detail"].get("builds", []):
             tail = f"\n      {build['logTail']}" if build.get("logTail") else ""
             print(f"  build {build['job']} {build['state']}: {build['reason']}{tail}")
     return EXIT_OK
+
+
+def _orphans(store: Store) -> list[str]:
+    return [t["name"] for t in store.topic_states() if t["state"] == "orphaned"]
 
 
 def _open_store(path: str) -> Store:

@@ -24,6 +24,7 @@ from reconciler.cluster import resources
 from reconciler.cluster.builder import Builder, BuildResult
 from reconciler.cluster.cache import ObjectCache
 from reconciler.cluster.client import RequestCounter
+from reconciler.kafka.admin import KafkaUnavailable, TopicAdmin
 from reconciler.plan import (
     HASH_ANNOTATION,
     MANAGED_BY,
@@ -36,6 +37,7 @@ from reconciler.plan import (
     Verb,
     compute,
     stamp,
+    topics,
 )
 from reconciler.plan.builds import BuildDecision, BuildState, decide
 from reconciler.plan.health import APPLICATIONS_ANNOTATION, AppStatus, assess
@@ -69,6 +71,13 @@ class Options:
     concurrency: int = 8
     build_concurrency: int = 2
     build_backoff_seconds: float = 30
+    #: "admin": topics through the Kafka Admin API; "off": the reconciler leaves topics alone.
+    topics: str = "admin"
+    kafka_admin_bootstrap_servers: str | None = None
+    topic_partitions: int = 1
+    topic_replication_factor: int = 1
+    topic_deletion: bool = False
+    kafka_backoff_seconds: float = 10
 
 
 @dataclass
@@ -85,8 +94,9 @@ class RunResult:
     api_requests: int = 0
     duration: float = 0.0
     builds: list[BuildResult] = field(default_factory=list)
-    #: When a build waiting out its backoff may be retried (the daemon triggers a run then).
+    #: When a build or the Kafka step may be retried after a failure (the daemon runs again then).
     retry_at: float | None = None
+    topics: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 _APPLY_OUTCOME = {Verb.CREATE: Outcome.CREATED, Verb.UPDATE: Outcome.CONFIGURED, Verb.DELETE: Outcome.DELETED}
@@ -114,6 +124,10 @@ class Engine:
         self._rendered: tuple[tuple[str, tuple[tuple[tuple[str, str], str], ...]], list[Manifest]] | None = (
             None
         )
+        self.kafka = TopicAdmin(
+            options.kafka_admin_bootstrap_servers or options.settings.kafka_bootstrap_servers
+        )
+        self._kafka_failures = 0
         self.builder = Builder(
             api, store, options.settings, options.tracking, concurrency=options.build_concurrency
         )
@@ -160,13 +174,20 @@ class Engine:
             result.builds = self.builder.build(result.run_id, to_start, needed)
             decisions = self._decide(needed)
             self._converge(result, spec, decisions)  # deploys what was built; records why the rest waits
+        kafka_error = self._topics(result, spec)
         waiting = [d for d in decisions.values() if d.state != BuildState.READY]
-        result.retry_at = min((d.retry_at for d in waiting if d.retry_at), default=None)
+        retries = [d.retry_at for d in waiting if d.retry_at]
+        if kafka_error:
+            retries.append(time.time() + self._kafka_backoff())
+        result.retry_at = min(retries, default=None)
         failed = {a.ref for a, outcome, _ in result.executed if outcome == Outcome.FAILED}
         plan = result.plan
         if failed:
             result.outcome = RunOutcome.FAILED
             result.error = f"{len(failed)} objects could not be applied"
+        elif kafka_error:
+            result.outcome = RunOutcome.FAILED
+            result.error = kafka_error
         elif waiting:
             result.outcome = RunOutcome.FAILED
             result.error = "builds not ready: " + "; ".join(
@@ -180,6 +201,75 @@ class Engine:
             )
         else:
             result.outcome = RunOutcome.SUCCEEDED
+
+    def _topics(self, result: RunResult, spec: Spec) -> str | None:
+        """Create the topics the config names; report the rest. Returns the Kafka error, if any."""
+        wanted = topics.needed(spec, self.options.settings)
+        managed = self.store.managed_topics()
+        if self.options.topics == "off" or not (wanted or managed):
+            return None
+        states: dict[str, tuple[str, str]] = {}
+        created: list[str] = []
+        deleted: list[str] = []
+        try:
+            existing = self.kafka.topics()
+            decided = topics.plan(
+                wanted,
+                existing,
+                managed,
+                partitions=self.options.topic_partitions,
+                replication_factor=self.options.topic_replication_factor,
+                delete_enabled=self.options.topic_deletion,
+            )
+            for operation, outcomes, done in (
+                ("create", self._create_topics(decided.create), created),
+                ("delete", self.kafka.delete(decided.delete), deleted),
+            ):
+                for name, problem in outcomes.items():
+                    states[name] = (f"{operation} failed", problem) if problem else (f"{operation}d", "")
+                    metrics.TOPIC_OPERATIONS.labels(
+                        operation=operation, outcome="failed" if problem else "succeeded"
+                    ).inc()
+                    if not problem:
+                        done.append(name)
+            states.update(dict.fromkeys(decided.unchanged, ("exists", "")))
+            states.update({name: ("mismatched", why) for name, why in decided.mismatched})
+            states.update(
+                dict.fromkeys(decided.orphaned, ("orphaned", "no longer named by the config; kept"))
+            )
+            metrics.ORPHANED_TOPICS.set(len(decided.orphaned))
+            error = None
+            self._kafka_failures = 0
+        except KafkaUnavailable as err:
+            metrics.KAFKA_ERRORS.inc()
+            self._kafka_failures += 1
+            states = dict.fromkeys(wanted, ("unknown", "the broker could not be reached"))
+            error = f"Kafka: {err}; Kubernetes objects were converged, topics will be retried"
+        result.topics = states
+        self.store.record_topics(result.run_id, states, created=created, deleted=deleted)
+        for status in result.statuses:
+            key = f"{status.app}@{status.version}"
+            status.detail["topics"] = [
+                {
+                    "name": name,
+                    "usage": [u for u in users if u.startswith(key)],
+                    "state": states[name][0],
+                    "exists": None if states[name][0] == "unknown" else states[name][0] in _PRESENT,
+                }
+                for name, users in wanted.items()
+                if any(u.startswith(f"{key}:") for u in users)
+            ]
+        return error
+
+    def _create_topics(self, names: Iterable[str]) -> dict[str, str | None]:
+        return self.kafka.create(
+            names,
+            partitions=self.options.topic_partitions,
+            replication_factor=self.options.topic_replication_factor,
+        )
+
+    def _kafka_backoff(self) -> float:
+        return float(min(600.0, self.options.kafka_backoff_seconds * 2 ** max(0, self._kafka_failures - 1)))
 
     def _decide(self, needed: dict[tuple[str, str], Service]) -> dict[tuple[str, str], BuildDecision]:
         decisions = decide(
@@ -428,6 +518,9 @@ def _describe(err: BaseException) -> str:
     if isinstance(err, client.ApiException):
         return f"{err.status} {err.reason}: {(err.body or '')[:300]}"
     return f"{type(err).__name__}: {err}"
+
+
+_PRESENT = ("created", "exists", "mismatched", "orphaned", "delete failed")
 
 
 def _members(obj: Manifest) -> set[str]:

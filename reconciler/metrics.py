@@ -36,6 +36,16 @@ BUILD_DURATION = Histogram(
     "Duration of image builds.",
     buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 1800),
 )
+TOPIC_OPERATIONS = Counter(
+    "mico_reconciler_topic_operations_total", "Kafka topic operations by outcome.", ["operation", "outcome"]
+)
+ORPHANED_TOPICS = Gauge(
+    "mico_reconciler_orphaned_topics",
+    "Topics this reconciler created that the config no longer names (kept, not deleted).",
+)
+KAFKA_ERRORS = Counter(
+    "mico_reconciler_kafka_errors_total", "Runs whose Kafka step could not reach the broker."
+)
 SPEC_PROBLEMS = Gauge(
     "mico_reconciler_spec_problems", "Validation problems of the config at the fetched revision."
 )

@@ -588,19 +588,7 @@ def up(args: argparse.Namespace) -> None:
 
 def down(args: argparse.Namespace) -> None:
     for part in reversed(PARTS):
-        pid = running(part)
-        if pid is None:
-            pid_file(part).unlink(missing_ok=True)
-            continue
-        log(f"{part}: stopping pid {pid}")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while running(part) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):  # stragglers of the group, e.g. git daemon's children
-            os.killpg(pid, signal.SIGKILL)
-        pid_file(part).unlink(missing_ok=True)
+        stop_part(part)
     left = leftovers()
     if left:
         sys.exit("still running after down: " + ", ".join(f"{pid} ({cmd[:80]})" for pid, cmd in left))
@@ -622,6 +610,28 @@ def leftovers() -> list[tuple[int, str]]:
     return found
 
 
+def stop(args: argparse.Namespace) -> None:
+    """Stop one part (e.g. kafka, for a failure test); `up` starts it again."""
+    stop_part(args.part)
+
+
+def stop_part(part: str) -> None:
+    """SIGTERM to the part's process group, SIGKILL to whatever of it is left after 30 s."""
+    pid = running(part)
+    if pid is None:
+        pid_file(part).unlink(missing_ok=True)
+        return
+    log(f"{part}: stopping pid {pid}")
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while running(part) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):  # stragglers of the group, e.g. git daemon's children
+        os.killpg(pid, signal.SIGKILL)
+    pid_file(part).unlink(missing_ok=True)
+
+
 def status(args: argparse.Namespace) -> None:
     for part in PARTS:
         pid = running(part)
@@ -634,9 +644,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "stop", "status"))
+    parser.add_argument("part", nargs="?", choices=PARTS, help="with stop: the part to stop")
     args = parser.parse_args()
-    {"up": up, "down": down, "status": status}[args.command](args)
+    if args.command == "stop" and not args.part:
+        parser.error("stop needs a part")
+    {"up": up, "down": down, "stop": stop, "status": status}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX builds_service ON builds(service, version, id);
     """,
+    """
+    CREATE TABLE topics (
+        name TEXT PRIMARY KEY, created REAL NOT NULL
+    );
+    CREATE TABLE run_topics (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        name TEXT NOT NULL, state TEXT NOT NULL, detail TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -214,7 +223,41 @@ class Store:
                 (time.time(), outcome, digest, reason, log_tail, build_id),
             )
 
+    def record_topics(
+        self,
+        run_id: int,
+        states: Mapping[str, tuple[str, str]],
+        *,
+        created: Iterable[str] = (),
+        deleted: Iterable[str] = (),
+    ) -> None:
+        """`states`: topic -> (state, detail); `created` topics become managed, `deleted` ones stop."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO run_topics VALUES (?, ?, ?, ?)",
+                [(run_id, name, state, detail) for name, (state, detail) in sorted(states.items())],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO topics VALUES (?, ?)", [(name, time.time()) for name in created]
+            )
+            db.executemany("DELETE FROM topics WHERE name = ?", [(name,) for name in deleted])
+
     # -- reading -----------------------------------------------------------------------------
+
+    def managed_topics(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT name FROM topics")}
+
+    def topic_states(self) -> list[dict[str, Any]]:
+        """Topics as the latest run that reached the broker saw them."""
+        with self._lock:
+            return [
+                dict(r)
+                for r in self._db.execute(
+                    "SELECT name, state, detail FROM run_topics WHERE run_id = "
+                    "(SELECT MAX(run_id) FROM run_topics WHERE state != 'unknown') ORDER BY name"
+                )
+            ]
 
     def build_history(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
         """Per (service, version), its finished builds, newest first."""

@@ -175,7 +175,7 @@ def make_engine(
         **options: Any,
     ) -> Engine:
         api, counter = connect(str(platform.kubeconfig))
-        rendering = Settings(namespace=namespace, build_namespace=namespace, **(settings or {}))
+        rendering = Settings(**{**kafka_settings(platform, namespace), **(settings or {})})
         source = GitSource(config_repo.url, path=path, workdir=tmp_path / f"repo-{state}")
         objects = None
         if watch:
@@ -231,10 +231,23 @@ def backend(kube: client.ApiClient, namespace: str) -> Any:
     return next(d for name, d in deployments(kube, namespace).items() if name.startswith(BACKEND))
 
 
+def kafka_settings(platform: Platform, namespace: str) -> dict[str, Any]:
+    """Workloads and builds in the test's namespace; Kafka on the platform, error topics per test."""
+    return {
+        "namespace": namespace,
+        "build_namespace": namespace,
+        "kafka_bootstrap_servers": platform.kafka_bootstrap,
+        "invalid_message_topic": f"{namespace}.InvalidMessage",
+        "dead_letter_topic": f"{namespace}.DeadLetter",
+        "test_message_output_topic": f"{namespace}.TestMessagesOutput",
+    }
+
+
 def reconciler_command(
     verb: str, platform: Platform, repo: str, namespace: str, *, state_db: Path, workdir: Path
 ) -> list[str]:
-    """`mico-reconciler run|sync` against the platform, workloads and builds in `namespace`."""
+    """`mico-reconciler run|sync` against the platform, with the settings of `kafka_settings`."""
+    options = [f"--{k.replace('_', '-')}={v}" for k, v in kafka_settings(platform, namespace).items()]
     return [
         sys.executable,
         "-m",
@@ -244,10 +257,7 @@ def reconciler_command(
         repo,
         "--kubeconfig",
         str(platform.kubeconfig),
-        "--namespace",
-        namespace,
-        "--build-namespace",
-        namespace,
+        *options,
         "--state-db",
         str(state_db),
         "--workdir",

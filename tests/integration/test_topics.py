@@ -1,0 +1,131 @@
+"""Kafka topics through the Admin API, against the platform's real broker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+from prometheus_client import REGISTRY
+
+from reconciler.engine import Engine, RunOutcome
+from tests.helpers import example_data
+from tests.integration.conftest import PLATFORM, STATE, ConfigRepo, Platform, deployments
+from tests.integration.test_platform import eventually
+
+
+def messaging(prefix: str) -> dict[str, Any]:
+    data = example_data()
+    app = data["applications"][1]
+    app["services"][0]["topics"][0]["name"] = f"{prefix}transform-request"
+    app["services"][1]["topics"][0]["name"] = f"{prefix}transform-result"
+    app["kafkaFaasConnectors"][0].update(
+        inputTopic=f"{prefix}transform-request", outputTopic=f"{prefix}transform-result"
+    )
+    return data
+
+
+def broker_topics(platform: Platform) -> dict[str, int]:
+    metadata = AdminClient({"bootstrap.servers": platform.kafka_bootstrap}).list_topics(timeout=10)
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+
+
+def operations() -> float:
+    return sum(
+        REGISTRY.get_sample_value(
+            "mico_reconciler_topic_operations_total", {"operation": op, "outcome": outcome}
+        )
+        or 0.0
+        for op in ("create", "delete")
+        for outcome in ("succeeded", "failed")
+    )
+
+
+def test_the_messaging_topics_exist_with_the_configured_partitions(
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    platform: Platform,
+    namespace: str,
+    kafka_prefix: str,
+) -> None:
+    config_repo.push(messaging(kafka_prefix))
+    engine = make_engine(topic_partitions=3)
+    first = engine.run("test")
+    assert first.outcome == RunOutcome.SUCCEEDED, first.error
+    wanted = {
+        f"{kafka_prefix}transform-request",
+        f"{kafka_prefix}transform-result",
+        f"{namespace}.InvalidMessage",
+        f"{namespace}.DeadLetter",
+        f"{namespace}.TestMessagesOutput",
+    }
+    assert {name: state for name, (state, _) in first.topics.items()} == dict.fromkeys(wanted, "created")
+    assert {n: p for n, p in broker_topics(platform).items() if n in wanted} == dict.fromkeys(wanted, 3)
+    messaging_status = next(s for s in first.statuses if s.app == "messaging-example")
+    assert {t["name"]: t["exists"] for t in messaging_status.detail["topics"]} == dict.fromkeys(wanted, True)
+    before = operations()
+    second = engine.run("test")
+    assert operations() == before, "a second sync performed a topic operation"
+    assert {state for state, _ in second.topics.values()} == {"exists"}
+
+
+def test_a_topic_dropped_from_the_spec_is_kept_and_reported_as_orphaned(
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    platform: Platform,
+    kafka_prefix: str,
+) -> None:
+    data = messaging(kafka_prefix)
+    config_repo.push(data)
+    engine = make_engine()
+    engine.run("test")
+    dropped = f"{kafka_prefix}transform-result"
+    data["applications"][1]["services"][1]["topics"][0]["name"] = f"{kafka_prefix}validated"
+    data["applications"][1]["kafkaFaasConnectors"][0]["outputTopic"] = f"{kafka_prefix}validated"
+    config_repo.push(data)
+    result = engine.run("test")
+    assert result.outcome == RunOutcome.SUCCEEDED, result.error
+    assert result.topics[dropped] == ("orphaned", "no longer named by the config; kept")
+    assert dropped in broker_topics(platform)
+    assert REGISTRY.get_sample_value("mico_reconciler_orphaned_topics") == 1
+    assert [t["name"] for t in engine.store.topic_states() if t["state"] == "orphaned"] == [dropped]
+    status = subprocess.run(
+        [sys.executable, "-m", "reconciler", "status", "--state-db", engine.store.path],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"orphaned topic {dropped}: no longer named by the config; kept" in status
+    deleting = make_engine(state="state.db", topic_deletion=True)
+    assert deleting.run("test").topics[dropped][0] == "deleted"
+    assert dropped not in broker_topics(platform)
+
+
+def test_with_the_broker_down_kubernetes_converges_and_topics_follow_later(
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    platform: Platform,
+    kafka_prefix: str,
+    namespace: str,
+    kube: Any,
+) -> None:
+    config_repo.push(messaging(kafka_prefix))
+    engine = make_engine(kafka_backoff_seconds=1)
+    stop = subprocess.run([sys.executable, str(PLATFORM), "stop", "kafka"], capture_output=True, text=True)
+    assert stop.returncode == 0, stop.stderr
+    try:
+        result = engine.run("test")
+        assert result.outcome == RunOutcome.FAILED
+        assert (result.error or "").startswith("Kafka: ")
+        assert len(deployments(kube, namespace)) == 5, "Deployments converge without the broker"
+        assert {state for state, _ in result.topics.values()} == {"unknown"}
+        assert result.retry_at is not None
+        (run,) = engine.store.runs(limit=1)
+        assert run["error"].startswith("Kafka: ")
+    finally:
+        subprocess.run([sys.executable, str(PLATFORM), "up"], check=True, capture_output=True)
+    eventually(lambda: engine.run("test").outcome == RunOutcome.SUCCEEDED, timeout=60, what="the retry")
+    assert f"{kafka_prefix}transform-request" in broker_topics(platform)
+    assert (STATE / "env").exists()
