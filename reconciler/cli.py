@@ -168,9 +168,13 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
     _option(
         group,
         "--topics",
-        choices=("admin", "off"),
+        choices=("admin", "strimzi", "off"),
         default="admin",
-        help="create the Kafka topics the config names through the Admin API, or leave topics alone",
+        help="create the Kafka topics the config names through the Admin API, declare them as Strimzi "
+        "KafkaTopic resources, or leave topics alone",
+    )
+    _option(
+        group, "--strimzi-cluster", default="my-cluster", help="the strimzi.io/cluster label of KafkaTopics"
     )
     _option(
         group,
@@ -402,6 +406,7 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
         build_concurrency=args.build_concurrency,
         build_backoff_seconds=args.build_backoff_seconds,
         topics=args.topics,
+        strimzi_cluster=args.strimzi_cluster,
         kafka_admin_bootstrap_servers=args.kafka_admin_bootstrap_servers,
         topic_partitions=args.topic_partitions,
         topic_replication_factor=args.topic_replication_factor,

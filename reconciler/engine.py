@@ -42,6 +42,7 @@ from reconciler.plan import (
 from reconciler.plan.builds import BuildDecision, BuildState, decide
 from reconciler.plan.health import APPLICATIONS_ANNOTATION, AppStatus, assess
 from reconciler.render import Settings, builds_needed, render
+from reconciler.render.topics import kafka_topics, resource_name
 from reconciler.source.files import SourceError
 from reconciler.source.git import GitSource, Snapshot
 from reconciler.spec import Spec, SpecError, load
@@ -71,8 +72,10 @@ class Options:
     concurrency: int = 8
     build_concurrency: int = 2
     build_backoff_seconds: float = 30
-    #: "admin": topics through the Kafka Admin API; "off": the reconciler leaves topics alone.
+    #: "admin": topics through the Kafka Admin API; "strimzi": as KafkaTopic resources;
+    #: "off": the reconciler leaves topics alone.
     topics: str = "admin"
+    strimzi_cluster: str = "my-cluster"
     kafka_admin_bootstrap_servers: str | None = None
     topic_partitions: int = 1
     topic_replication_factor: int = 1
@@ -97,6 +100,8 @@ class RunResult:
     #: When a build or the Kafka step may be retried after a failure (the daemon runs again then).
     retry_at: float | None = None
     topics: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: The live objects the last plan of this run was made against.
+    live: dict[ObjectRef, Manifest] = field(default_factory=dict)
 
 
 _APPLY_OUTCOME = {Verb.CREATE: Outcome.CREATED, Verb.UPDATE: Outcome.CONFIGURED, Verb.DELETE: Outcome.DELETED}
@@ -206,6 +211,11 @@ class Engine:
         """Create the topics the config names; report the rest. Returns the Kafka error, if any."""
         wanted = topics.needed(spec, self.options.settings)
         managed = self.store.managed_topics()
+        if self.options.topics == "strimzi":
+            result.topics = self._declared_topics(result, wanted)
+            self.store.record_topics(result.run_id, result.topics)
+            self._topic_status(result, wanted, result.topics)
+            return None
         if self.options.topics == "off" or not (wanted or managed):
             return None
         states: dict[str, tuple[str, str]] = {}
@@ -247,6 +257,36 @@ class Engine:
             error = f"Kafka: {err}; Kubernetes objects were converged, topics will be retried"
         result.topics = states
         self.store.record_topics(result.run_id, states, created=created, deleted=deleted)
+        self._topic_status(result, wanted, states)
+        return error
+
+    def _declared_topics(self, result: RunResult, wanted: dict[str, list[str]]) -> dict[str, tuple[str, str]]:
+        """Strimzi mode: a topic exists once its KafkaTopic does; owned KafkaTopics the config no
+        longer names are kept (deleting one deletes the topic's data) and reported as orphaned."""
+        live = {o["spec"]["topicName"]: ref for ref, o in result.live.items() if ref.kind == "KafkaTopic"}
+        applied = {
+            a.ref for a, outcome, _ in result.executed if outcome in (Outcome.CREATED, Outcome.CONFIGURED)
+        }
+        states = {}
+        for topic in wanted:
+            name = resource_name(topic)
+            present = topic in live or any(r.kind == "KafkaTopic" and r.name == name for r in applied)
+            states[topic] = (
+                ("declared", f"KafkaTopic {name}") if present else ("missing", f"KafkaTopic {name}")
+            )
+        orphans = [t for t in live if t not in wanted and not self.options.topic_deletion]
+        states.update(
+            {
+                t: ("orphaned", f"KafkaTopic {live[t].name} kept; no longer named by the config")
+                for t in orphans
+            }
+        )
+        metrics.ORPHANED_TOPICS.set(len(orphans))
+        return states
+
+    def _topic_status(
+        self, result: RunResult, wanted: dict[str, list[str]], states: dict[str, tuple[str, str]]
+    ) -> None:
         for status in result.statuses:
             key = f"{status.app}@{status.version}"
             status.detail["topics"] = [
@@ -259,7 +299,6 @@ class Engine:
                 for name, users in wanted.items()
                 if any(u.startswith(f"{key}:") for u in users)
             ]
-        return error
 
     def _create_topics(self, names: Iterable[str]) -> dict[str, str | None]:
         return self.kafka.create(
@@ -294,6 +333,8 @@ class Engine:
         desired = self._desired(spec, result.revision or "", images)
         actual = self._observe()
         retain = {ref for ref, obj in actual.items() if _members(obj) & blocked.keys()}
+        if not self.options.topic_deletion:  # a KafkaTopic's deletion would delete the topic's data
+            retain |= {ref for ref in actual if ref.kind == "KafkaTopic"}
         applied = self.store.applied()
         plan = compute(
             desired,
@@ -314,6 +355,7 @@ class Engine:
             for ref in plan.unchanged
         }
         result.plan = plan
+        result.live = actual
         executed = self._execute(plan.actions, actual)
         result.executed += executed
         pods = self._list(resources.POD, self.options.settings.namespace)
@@ -342,7 +384,16 @@ class Engine:
         """Render once per revision and set of built images."""
         key = (revision, tuple(sorted(images.items())))
         if self._rendered is None or self._rendered[0] != key:
-            desired = stamp(render(spec, self.options.settings, built=images), self.options.tracking)
+            objects = render(spec, self.options.settings, built=images)
+            if self.options.topics == "strimzi":
+                objects += kafka_topics(
+                    topics.needed(spec, self.options.settings),
+                    namespace=self.options.settings.namespace,
+                    cluster=self.options.strimzi_cluster,
+                    partitions=self.options.topic_partitions,
+                    replicas=self.options.topic_replication_factor,
+                )
+            desired = stamp(objects, self.options.tracking)
             self._rendered = (key, desired)
         return self._rendered[1]
 
@@ -350,10 +401,12 @@ class Engine:
         """One LIST per kind and namespace, selected by the managed-by label (or the watch cache
         those LISTs filled); never a GET per object."""
         settings = self.options.settings
-        sources = (
+        sources = [
             (resources.DEPLOYMENT, settings.namespace),
             (resources.SERVICE, settings.namespace),
-        )
+        ]
+        if self.options.topics == "strimzi":
+            sources.append((resources.KAFKA_TOPIC, settings.namespace))
         return {
             ObjectRef.of(obj): obj
             for resource, namespace in sources
@@ -520,7 +573,7 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-_PRESENT = ("created", "exists", "mismatched", "orphaned", "delete failed")
+_PRESENT = ("created", "exists", "mismatched", "orphaned", "delete failed", "declared")
 
 
 def _members(obj: Manifest) -> set[str]:

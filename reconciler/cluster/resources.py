@@ -28,7 +28,8 @@ DEPLOYMENT = Resource("apps/v1", "Deployment", "deployments")
 SERVICE = Resource("v1", "Service", "services")
 JOB = Resource("batch/v1", "Job", "jobs")
 POD = Resource("v1", "Pod", "pods")
-MANAGED = {r.kind: r for r in (DEPLOYMENT, SERVICE, JOB)}
+KAFKA_TOPIC = Resource("kafka.strimzi.io/v1beta2", "KafkaTopic", "kafkatopics")
+MANAGED = {r.kind: r for r in (DEPLOYMENT, SERVICE, JOB, KAFKA_TOPIC)}
 
 
 def call(

@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka.admin import AdminClient
+from kubernetes import client
 from prometheus_client import REGISTRY
 
 from reconciler.engine import Engine, RunOutcome
@@ -129,3 +132,61 @@ def test_with_the_broker_down_kubernetes_converges_and_topics_follow_later(
     eventually(lambda: engine.run("test").outcome == RunOutcome.SUCCEEDED, timeout=60, what="the retry")
     assert f"{kafka_prefix}transform-request" in broker_topics(platform)
     assert (STATE / "env").exists()
+
+
+@pytest.fixture(scope="session")
+def kafkatopic_crd(platform: Platform) -> None:
+    applied = platform.kubectl(
+        "apply", "--server-side", "-f", str(Path(__file__).with_name("kafkatopic-crd.yaml"))
+    )
+    assert applied.returncode == 0, applied.stderr
+    established = platform.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/kafkatopics.kafka.strimzi.io"
+    )
+    assert established.returncode == 0, established.stderr
+
+
+def kafka_topic_resources(kube: Any, namespace: str) -> dict[str, dict[str, Any]]:
+    listed = client.CustomObjectsApi(kube).list_namespaced_custom_object(
+        "kafka.strimzi.io", "v1beta2", namespace, "kafkatopics"
+    )
+    return {item["spec"]["topicName"]: item for item in listed["items"]}
+
+
+@pytest.mark.usefixtures("kafkatopic_crd")
+def test_strimzi_mode_declares_kafka_topics_and_keeps_orphans(
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    kube: Any,
+    namespace: str,
+    kafka_prefix: str,
+) -> None:
+    data = messaging(kafka_prefix)
+    config_repo.push(data)
+    engine = make_engine(topics="strimzi", strimzi_cluster="mico-kafka", topic_partitions=2)
+    result = engine.run("test")
+    assert result.outcome == RunOutcome.SUCCEEDED, result.error
+    declared = kafka_topic_resources(kube, namespace)
+    request = f"{kafka_prefix}transform-request"
+    assert set(declared) == {
+        request,
+        f"{kafka_prefix}transform-result",
+        f"{namespace}.InvalidMessage",
+        f"{namespace}.DeadLetter",
+        f"{namespace}.TestMessagesOutput",
+    }
+    assert declared[request]["spec"] == {"topicName": request, "partitions": 2, "replicas": 1}
+    assert declared[request]["metadata"]["labels"]["strimzi.io/cluster"] == "mico-kafka"
+    assert {state for state, _ in result.topics.values()} == {"declared"}
+    data["applications"][1]["services"][0]["topics"][0]["name"] = f"{kafka_prefix}requests"
+    data["applications"][1]["kafkaFaasConnectors"][0]["inputTopic"] = f"{kafka_prefix}requests"
+    config_repo.push(data)
+    second = engine.run("test")
+    assert second.outcome == RunOutcome.SUCCEEDED, second.error
+    assert request in kafka_topic_resources(kube, namespace), "an unreferenced KafkaTopic is kept"
+    assert second.topics[request][0] == "orphaned"
+    deleting = make_engine(
+        topics="strimzi", strimzi_cluster="mico-kafka", topic_partitions=2, topic_deletion=True
+    )
+    assert deleting.run("test").outcome == RunOutcome.SUCCEEDED
+    assert request not in kafka_topic_resources(kube, namespace)

@@ -1,0 +1,50 @@
+"""KafkaTopic resources for clusters run by Strimzi (kafka.strimzi.io/v1beta2). Pure.
+
+Instead of calling the Admin API, the reconciler then declares each topic as a KafkaTopic the
+Strimzi topic operator creates. Kubernetes names are DNS subdomains and topic names are not
+(`InvalidMessage`), so the resource is named after a normalised form plus a short hash and the
+topic name goes to `spec.topicName`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.render.labels import MANAGED_BY
+
+STRIMZI_API = "kafka.strimzi.io/v1beta2"
+
+
+def resource_name(topic: str) -> str:
+    base = re.sub(r"[^a-z0-9.-]+", "-", topic.lower()).strip("-.")[:52] or "topic"
+    return f"{base}-{hashlib.sha256(topic.encode()).hexdigest()[:8]}"
+
+
+def kafka_topics(
+    users: Mapping[str, list[str]], *, namespace: str, cluster: str, partitions: int, replicas: int
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": STRIMZI_API,
+            "kind": "KafkaTopic",
+            "metadata": {
+                "name": resource_name(topic),
+                "namespace": namespace,
+                "labels": {
+                    "strimzi.io/cluster": cluster,
+                    "app.kubernetes.io/managed-by": MANAGED_BY,
+                    "app.kubernetes.io/component": "kafka-topic",
+                },
+                "annotations": {
+                    "ust.mico/applications": ",".join(
+                        sorted({u.split(":")[0] for u in who if "@" in u.split(":")[0]})
+                    )
+                },
+            },
+            "spec": {"topicName": topic, "partitions": partitions, "replicas": replicas},
+        }
+        for topic, who in sorted(users.items())
+    ]
