@@ -126,6 +126,7 @@ class Engine:
         self.objects = objects
         self._lock = threading.Lock()
         self._spec_cache: tuple[str, Spec] | None = None
+        self._needed: tuple[Spec, dict[tuple[str, str], Service]] | None = None
         self._rendered: tuple[tuple[str, tuple[tuple[tuple[str, str], str], ...]], list[Manifest]] | None = (
             None
         )
@@ -170,7 +171,7 @@ class Engine:
             result.problems = [p.as_dict() for p in err.problems]
             result.error = f"{len(err.problems)} validation problems; nothing applied"
             return
-        needed = {(s.short_name, s.version): s for s in builds_needed(spec)}
+        needed = self._builds_needed(spec)
         decisions = self._decide(needed)
         # first pass: everything whose images exist; then builds; then what they unblocked
         self._converge(result, spec, decisions)
@@ -287,18 +288,23 @@ class Engine:
     def _topic_status(
         self, result: RunResult, wanted: dict[str, list[str]], states: dict[str, tuple[str, str]]
     ) -> None:
+        by_application: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, users in wanted.items():
+            state = states[name][0]
+            for usage in users:
+                app = usage.split(":", 1)[0]
+                entry = by_application.setdefault(app, {}).setdefault(
+                    name,
+                    {
+                        "name": name,
+                        "usage": [],
+                        "state": state,
+                        "exists": None if state == "unknown" else state in _PRESENT,
+                    },
+                )
+                entry["usage"].append(usage)
         for status in result.statuses:
-            key = f"{status.app}@{status.version}"
-            status.detail["topics"] = [
-                {
-                    "name": name,
-                    "usage": [u for u in users if u.startswith(key)],
-                    "state": states[name][0],
-                    "exists": None if states[name][0] == "unknown" else states[name][0] in _PRESENT,
-                }
-                for name, users in wanted.items()
-                if any(u.startswith(f"{key}:") for u in users)
-            ]
+            status.detail["topics"] = list(by_application.get(f"{status.app}@{status.version}", {}).values())
 
     def _create_topics(self, names: Iterable[str]) -> dict[str, str | None]:
         return self.kafka.create(
@@ -379,6 +385,12 @@ class Engine:
         if self._spec_cache is None or self._spec_cache[0] != snapshot.revision:
             self._spec_cache = (snapshot.revision, load(snapshot.files))
         return self._spec_cache[1]
+
+    def _builds_needed(self, spec: Spec) -> dict[tuple[str, str], Service]:
+        """Per parsed revision (the Spec object is cached with it)."""
+        if self._needed is None or self._needed[0] is not spec:
+            self._needed = (spec, {(s.short_name, s.version): s for s in builds_needed(spec)})
+        return self._needed[1]
 
     def _desired(self, spec: Spec, revision: str, images: dict[tuple[str, str], str]) -> list[Manifest]:
         """Render once per revision and set of built images."""

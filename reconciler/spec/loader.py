@@ -8,6 +8,7 @@ structurally valid are still checked semantically, so one run reports all errors
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -39,11 +40,12 @@ class Spec:
     applications: tuple[Application, ...]
 
     def service(self, short_name: str, version: str) -> Service:
-        wanted = MicoVersion.parse(version)
-        for service in self.services:
-            if service.short_name == short_name and MicoVersion.parse(service.version) == wanted:
-                return service
-        raise KeyError((short_name, version))
+        """The service a reference names (versions compare by SemVer precedence)."""
+        return self._by_identity[(short_name, MicoVersion.parse(version))]
+
+    @functools.cached_property
+    def _by_identity(self) -> dict[tuple[str, MicoVersion], Service]:
+        return {(s.short_name, MicoVersion.parse(s.version)): s for s in self.services}
 
 
 def select_config_files(paths: Iterable[str]) -> list[str]:
