@@ -30,6 +30,7 @@ $cli validate "$demo/work/mico.yaml"
 step "the daemon (logs: .platform/logs/demo-daemon.log)"
 pidfile=$root/.platform/pids/demo-daemon.pid
 if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then kill "$(cat "$pidfile")"; sleep 1; fi
+rm -f "$demo"/state.db*  # a fresh history; the objects of an earlier demo are adopted by their tracking id
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 [[ -f $demo/webhook-secret ]] || python3 -c 'import secrets; print(secrets.token_hex(16))' > "$demo/webhook-secret"
 setsid "$cli" run --repo "$GIT_BASE_URL/mico-demo.git" --kubeconfig "$KUBECONFIG" --interval 30 \
@@ -41,7 +42,7 @@ api=http://127.0.0.1:$port
 deployed() { curl -sf "$api/api/applications" | python3 -c '
 import json, sys; apps = json.load(sys.stdin)
 sys.exit(0 if len(apps) == 2 and all(a["deployment"] == "Deployed" for a in apps) else 1)' 2>/dev/null; }
-for _ in $(seq 120); do deployed && break; sleep 0.5; done
+for _ in $(seq 180); do deployed && break; sleep 0.5; done  # up to 15 s of it waiting for an old lease
 deployed || { echo "the applications did not become Deployed; see .platform/logs/demo-daemon.log"; exit 1; }
 $cli status --state-db "$demo/state.db"
 
