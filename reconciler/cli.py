@@ -399,23 +399,12 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
         ssh_key_file=args.ssh_key_file,
     )
     Path(args.state_db).parent.mkdir(parents=True, exist_ok=True)
+    from_flags = {f.name: getattr(args, f.name) for f in fields(Options) if f.name in vars(args)}
     options = Options(
         settings=settings,
         tracking=tracking_id(repo=redact(args.repo), path=args.path, namespace=settings.namespace),
         force_conflicts=args.conflicts == "force",
-        self_heal=args.self_heal,
-        max_prune_fraction=args.max_prune_fraction,
-        force_prune=args.force_prune,
-        concurrency=args.concurrency,
-        build_concurrency=args.build_concurrency,
-        build_backoff_seconds=args.build_backoff_seconds,
-        topics=args.topics,
-        strimzi_cluster=args.strimzi_cluster,
-        kafka_admin_bootstrap_servers=args.kafka_admin_bootstrap_servers,
-        topic_partitions=args.topic_partitions,
-        topic_replication_factor=args.topic_replication_factor,
-        topic_deletion=args.topic_deletion,
-        kafka_backoff_seconds=args.kafka_backoff_seconds,
+        **from_flags,
     )
     objects = None
     if watch:
