@@ -27,8 +27,6 @@ from reconciler.cluster.client import RequestCounter
 from reconciler.kafka.admin import KafkaUnavailable, TopicAdmin
 from reconciler.plan import (
     HASH_ANNOTATION,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
     Action,
     Manifest,
     ObjectRef,
@@ -40,8 +38,9 @@ from reconciler.plan import (
     topics,
 )
 from reconciler.plan.builds import BuildDecision, BuildState, decide
-from reconciler.plan.health import APPLICATIONS_ANNOTATION, AppStatus, assess
+from reconciler.plan.health import AppStatus, assess
 from reconciler.render import Settings, builds_needed, render
+from reconciler.render.labels import MANAGED_BY, MANAGED_BY_LABEL, applications_of
 from reconciler.render.topics import kafka_topics, resource_name
 from reconciler.source.files import SourceError
 from reconciler.source.git import GitSource, Snapshot
@@ -338,7 +337,7 @@ class Engine:
         blocked = _blocked(spec, decisions)
         desired = self._desired(spec, result.revision or "", images)
         actual = self._observe()
-        retain = {ref for ref, obj in actual.items() if _members(obj) & blocked.keys()}
+        retain = {ref for ref, obj in actual.items() if applications_of(obj) & blocked.keys()}
         if not self.options.topic_deletion:  # a KafkaTopic's deletion would delete the topic's data
             retain |= {ref for ref in actual if ref.kind == "KafkaTopic"}
         applied = self.store.applied()
@@ -586,11 +585,6 @@ def _describe(err: BaseException) -> str:
 
 
 _PRESENT = ("created", "exists", "mismatched", "orphaned", "delete failed", "declared")
-
-
-def _members(obj: Manifest) -> set[str]:
-    text = obj["metadata"].get("annotations", {}).get(APPLICATIONS_ANNOTATION, "")
-    return set(filter(None, text.split(",")))
 
 
 def _blocked(spec: Spec, decisions: dict[tuple[str, str], BuildDecision]) -> dict[str, list[dict[str, Any]]]:

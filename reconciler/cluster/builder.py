@@ -21,9 +21,10 @@ from kubernetes import client
 
 from reconciler import metrics
 from reconciler.cluster import resources
-from reconciler.plan import MANAGED_BY, MANAGED_BY_LABEL, TRACKING_ANNOTATION, Manifest
+from reconciler.plan import TRACKING_ANNOTATION, Manifest
 from reconciler.plan.builds import DIGEST, BuildDecision
 from reconciler.render.builds import SOURCE_ANNOTATION, build_job
+from reconciler.render.labels import MANAGED_BY, MANAGED_BY_LABEL
 from reconciler.render.settings import Settings
 from reconciler.spec.model import Service
 from reconciler.store import Store

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from reconciler.render.labels import MANAGED_BY, MANAGED_BY_LABEL
+
 Manifest = dict[str, Any]
 
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "mico-reconciler"
 TRACKING_ANNOTATION = "ust.mico/tracking-id"
 HASH_ANNOTATION = "ust.mico/desired-hash"
 
@@ -76,10 +76,6 @@ class Plan:
     foreign: tuple[ObjectRef, ...]
     #: Deletions held back by the prune guard.
     prune_refused: tuple[Action, ...] = field(default=())
-
-    @property
-    def writes(self) -> int:
-        return len(self.actions)
 
 
 def tracking_id(*, repo: str, path: str, namespace: str) -> str:

@@ -14,8 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.plan import Manifest, ObjectRef
-
-APPLICATIONS_ANNOTATION = "ust.mico/applications"
+from reconciler.render.labels import applications_of
 
 
 class DeploymentStatus(StrEnum):
@@ -40,11 +39,6 @@ class AppStatus:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-def _members(obj: Manifest) -> set[str]:
-    text = obj["metadata"].get("annotations", {}).get(APPLICATIONS_ANNOTATION, "")
-    return set(filter(None, text.split(",")))
-
-
 def assess(
     applications: Iterable[tuple[str, str, bool]],
     desired: Iterable[Manifest],
@@ -59,7 +53,7 @@ def assess(
     blocked = blocked or {}
     by_application: dict[str, list[Manifest]] = {}
     for obj in desired:
-        for member in _members(obj):
+        for member in applications_of(obj):
             by_application.setdefault(member, []).append(obj)
     not_synced = set(pending)
     pods_by_instance: dict[str, list[Manifest]] = {}

@@ -6,8 +6,11 @@ label is what the reconciler later selects its own objects by.
 
 from __future__ import annotations
 
+from typing import Any
+
 from reconciler.spec.names import label_safe
 
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "mico-reconciler"
 APPLICATIONS_ANNOTATION = "ust.mico/applications"
 
@@ -16,7 +19,7 @@ def mico_labels(short_name: str, version: str | None, instance: str) -> dict[str
     labels = {
         "app.kubernetes.io/name": short_name,
         "app.kubernetes.io/instance": instance,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MANAGED_BY_LABEL: MANAGED_BY,
         "ust.mico/name": short_name,
         "ust.mico/instance": instance,
     }
@@ -28,3 +31,9 @@ def mico_labels(short_name: str, version: str | None, instance: str) -> dict[str
 
 def selector(instance: str) -> dict[str, str]:
     return {"ust.mico/instance": instance}
+
+
+def applications_of(obj: dict[str, Any]) -> set[str]:
+    """The `shortName@version` of every application an object serves (its annotation)."""
+    text = obj["metadata"].get("annotations", {}).get(APPLICATIONS_ANNOTATION, "")
+    return set(filter(None, text.split(",")))

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.render.labels import MANAGED_BY
+from reconciler.render.labels import APPLICATIONS_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL
 
 STRIMZI_API = "kafka.strimzi.io/v1beta2"
 
@@ -35,14 +35,11 @@ def kafka_topics(
                 "namespace": namespace,
                 "labels": {
                     "strimzi.io/cluster": cluster,
-                    "app.kubernetes.io/managed-by": MANAGED_BY,
+                    MANAGED_BY_LABEL: MANAGED_BY,
                     "app.kubernetes.io/component": "kafka-topic",
                 },
-                "annotations": {
-                    "ust.mico/applications": ",".join(
-                        sorted({u.split(":")[0] for u in who if "@" in u.split(":")[0]})
-                    )
-                },
+                # every usage reads `application@version: ...` (see plan.topics.needed)
+                "annotations": {APPLICATIONS_ANNOTATION: ",".join(sorted({u.split(":")[0] for u in who}))},
             },
             "spec": {"topicName": topic, "partitions": partitions, "replicas": replicas},
         }
