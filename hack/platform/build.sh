@@ -3,7 +3,10 @@
 # ~/.cache/mico-platform/<versions>/bin. Idempotent: a component already built is skipped.
 # Honours KUBEBUILDER_ASSETS (the envtest convention: a directory with etcd, kube-apiserver and
 # kubectl): those are not built; controller-manager and scheduler still are (envtest lacks them).
+# Standard output carries exactly one line, the cache directory: every tool's own output (Go,
+# Maven's colour codes on a cold build) is sent to standard error.
 set -euo pipefail
+exec 3>&1 1>&2
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
@@ -94,4 +97,4 @@ build_kwok
 fetch_kafka
 build_kubernetes
 log "done in $SECONDS s"
-echo "$cache"
+echo "$cache" >&3

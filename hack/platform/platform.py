@@ -265,10 +265,28 @@ def link_binaries(cache: Path) -> Path:
     assets = os.environ.get("KUBEBUILDER_ASSETS")
     for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok"):
         source = Path(assets) / name if assets and (Path(assets) / name).is_file() else cache / "bin" / name
+        if not (source.is_file() and os.access(source, os.X_OK)):
+            sys.exit(f"platform: {source} is not an executable file, so .platform/bin/{name} cannot point at it")
         link = bin_dir / name
         link.unlink(missing_ok=True)
         link.symlink_to(source)
     return bin_dir
+
+
+def built_cache() -> Path:
+    """Runs build.sh, whose standard output is the cache directory and nothing else; refuses anything
+    that is not one absolute path to a directory, so a stray line fails here, not later in a part."""
+    build = subprocess.run(["bash", str(HERE / "build.sh")], stdout=subprocess.PIPE, text=True)
+    if build.returncode != 0:
+        sys.exit(f"platform: hack/platform/build.sh failed (exit {build.returncode}); its log is above")
+    lines = build.stdout.splitlines()
+    cache = Path(lines[0]) if len(lines) == 1 else None
+    if cache is None or not cache.is_absolute() or not cache.is_dir():
+        sys.exit(f"platform: build.sh should print one cache directory, printed {build.stdout[:300]!r}")
+    for needed in (cache / "kwok-stages", cache / "kafka" / ".complete"):
+        if not needed.exists():
+            sys.exit(f"platform: {needed} is missing from the build cache; remove {cache} and run again")
+    return cache
 
 
 def up_kubernetes(cache: Path, bin_dir: Path, p: dict[str, int]) -> Path:
@@ -564,8 +582,7 @@ def up(args: argparse.Namespace) -> None:
     for sub in ("pids", "logs", "tmp"):
         (STATE / sub).mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    build = subprocess.run(["bash", str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
-    cache = Path(build.stdout.strip().splitlines()[-1])
+    cache = built_cache()
     bin_dir = link_binaries(cache)
     p = ports()
     config = up_kubernetes(cache, bin_dir, p)
