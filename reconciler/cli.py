@@ -1,25 +1,33 @@
 """Command line: argument parsing and exit codes only; the work happens in the stages.
 
 Exit codes are for CI: 0 success (valid, or no change), 1 the answer is "no" (invalid spec,
-or `diff` found changes), 2 the command could not run (usage, I/O, bad revision).
+or `diff` found changes), 2 the command could not run (usage, I/O, bad revision, a bad setting
+or state database); `sync` adds 3 (prune guard) and 4 (git, Kubernetes or the kubeconfig
+failed). EXIT_CODES lists them per command. Every error is one line on stderr that names the
+setting or file and never echoes a value that could hold a credential.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
+import stat
 import sys
+import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from reconciler import __version__, logs
 from reconciler.plan import tracking_id
 from reconciler.redact import redact
 from reconciler.render import Settings, render
+from reconciler.render import settings as render_settings
 from reconciler.render.manifest import to_documents
 from reconciler.render.settings import SettingsError
 from reconciler.review import compare
@@ -27,20 +35,58 @@ from reconciler.review import report as review_report
 from reconciler.source.files import SourceError, read_path, read_revision
 from reconciler.spec import Spec, SpecError, load
 from reconciler.spec.schema import json_schema
-from reconciler.store import Store
+from reconciler.store import Store, StoreError
 
 if TYPE_CHECKING:
     from reconciler.engine import Engine
 
-EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_NO, EXIT_ERROR, EXIT_REFUSED, EXIT_FAILED = 0, 1, 2, 3, 4
+
+_USAGE = "usage error, or an invalid setting (flag or MICO_* variable)"
+_STATE_DB = "a state database that is not SQLite, damaged or of another schema version"
+#: Every exit code each command can return, and what it means (the epilogs print these).
+EXIT_CODES: dict[str, dict[int, str]] = {
+    "validate": {
+        EXIT_OK: "valid",
+        EXIT_NO: "invalid (one line per problem: FILE:LINE:COL: field: message)",
+        EXIT_ERROR: "usage or I/O error",
+    },
+    "render": {EXIT_OK: "rendered", EXIT_NO: "invalid config", EXIT_ERROR: f"{_USAGE}, or an I/O error"},
+    "diff": {
+        EXIT_OK: "no change",
+        EXIT_NO: "changes",
+        EXIT_ERROR: f"{_USAGE}, an unknown revision, or an invalid config at either revision "
+        "(its problems are printed)",
+    },
+    "sync": {
+        EXIT_OK: "converged",
+        EXIT_NO: "invalid config (nothing applied)",
+        EXIT_ERROR: f"{_USAGE}; an unreadable --ssh-key-file, a --workdir or --state-db that cannot be "
+        f"created, or {_STATE_DB}",
+        EXIT_REFUSED: "refused by the prune guard",
+        EXIT_FAILED: "failed: git, Kubernetes (also a missing or malformed kubeconfig, or no in-cluster "
+        "config), Kafka or a build",
+    },
+    "run": {
+        EXIT_OK: "stopped by SIGTERM or SIGINT",
+        EXIT_ERROR: f"{_USAGE}; a missing, unreadable or empty --webhook-secret-file, an unreadable "
+        f"--ssh-key-file, a --workdir or --state-db that cannot be created, {_STATE_DB}, or a --listen "
+        "address that cannot be bound",
+        EXIT_FAILED: "no cluster connection: a missing or malformed kubeconfig, or no in-cluster config",
+    },
+    "history": {EXIT_OK: "printed", EXIT_ERROR: f"{_USAGE}, no state database, or {_STATE_DB}"},
+    "status": {
+        EXIT_OK: "printed",
+        EXIT_NO: "no status for the application asked for",
+        EXIT_ERROR: f"{_USAGE}, no state database, or {_STATE_DB}",
+    },
+    "schema": {EXIT_OK: "printed", EXIT_ERROR: "usage error"},
+}
 
 _VALIDATE_EXAMPLES = """\
 examples:
   mico-reconciler validate examples/mico.yaml
   mico-reconciler validate config/ --output json     # every mico.yaml and *.mico.yaml below config/
-
-exit codes: 0 valid, 1 invalid (one line per problem: FILE:LINE:COL: field: message),
-            2 usage or I/O error
 """
 _RENDER_EXAMPLES = """\
 examples:
@@ -48,15 +94,11 @@ examples:
   mico-reconciler render config/ --namespace apps --registry registry.example.com/team | kubectl diff -f -
 
 every option can also be set by an environment variable, e.g. MICO_NAMESPACE, MICO_REGISTRY.
-exit codes: 0 rendered, 1 invalid spec, 2 usage or I/O error
 """
 _DIFF_EXAMPLES = """\
 examples:
   mico-reconciler diff --repo . --base origin/main --head HEAD
   mico-reconciler diff --repo . --base main --head feature --path config/ --output markdown > comment.md
-
-exit codes: 0 no change, 1 changes, 2 error (unknown revision, or an invalid config at
-            either revision: its problems are printed)
 """
 _RUN_EXAMPLES = """\
 examples:
@@ -64,21 +106,21 @@ examples:
   MICO_REPO=git://127.0.0.1:9418/config.git MICO_WEBHOOK_SECRET_FILE=/etc/mico/webhook mico-reconciler run
 
 every flag also has an environment variable: MICO_ and the flag's name in capitals (MICO_REPO,
-MICO_INTERVAL, MICO_SELF_HEAL=false, ...). Logs are JSON lines on stderr.
+MICO_INTERVAL, MICO_SELF_HEAL=false, ...). Logs are JSON lines on stderr. Every setting, file and
+the state database are checked before the daemon connects to the cluster or serves.
 endpoints: /metrics /healthz /readyz /api/applications[/NAME] /api/history
            POST /webhook/github (X-Hub-Signature-256), POST /webhook/generic (Authorization: Bearer SECRET)
 """
 _SYNC_EXAMPLES = """\
 examples:
   mico-reconciler sync --once --repo git://127.0.0.1:9418/config.git --kubeconfig .platform/kubeconfig
-
-exit codes: 0 converged, 1 invalid config (nothing applied), 2 usage error,
-            3 refused by the prune guard, 4 failed (git or Kubernetes)
 """
 _HISTORY_EXAMPLES = """\
 examples:
   mico-reconciler history --state-db state.db --app realworld
   mico-reconciler status --state-db state.db realworld --output json
+
+the state database is opened read-only: reading it never changes it, even while a daemon writes it.
 """
 _SCHEMA_EXAMPLES = """\
 examples:
@@ -86,30 +128,156 @@ examples:
 """
 
 
+def _epilog(examples: str, command: str) -> str:
+    codes = "\n".join(
+        textwrap.fill(meaning, 96, initial_indent=f"  {code}  ", subsequent_indent="     ")
+        for code, meaning in EXIT_CODES[command].items()
+    )
+    return f"{examples}\nexit codes:\n{codes}\n"
+
+
+class _Parser(argparse.ArgumentParser):
+    """One-line usage errors that echo no value: argparse's own messages quote what was given
+    (`invalid choice: '...'`), which may be a credential. Option types below report the form
+    expected instead; prefixes of long options are not accepted (their errors quote the value)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"ignored explicit argument .*", "takes no value", redact(message))
+        message = re.sub(r"invalid choice: .*? \(choose", "invalid choice (choose", message)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
+
+
+class _EnvError:
+    """A MICO_* variable that failed its option's check; reported after parsing unless the flag
+    was given on the command line (the flag wins)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _number(
+    kind: Callable[[str], float], expected: str, valid: Callable[[float], bool]
+) -> Callable[[str], Any]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}") from None
+        if not (math.isfinite(value) and valid(value)):
+            raise argparse.ArgumentTypeError(f"expected {expected}")
+        return value
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(options)}")
+        return text
+
+    return parse
+
+
+def _choices(*options: str) -> dict[str, Any]:
+    """add_argument's keywords for one of `options` (argparse's `choices` would echo the value)."""
+    return {"type": _choice(*options), "metavar": "{" + ",".join(options) + "}"}
+
+
+def _file_path(text: str) -> str:
+    if not text or "\0" in text:
+        raise argparse.ArgumentTypeError("expected a file path")
+    return text
+
+
+def _path(text: str) -> Path:
+    return Path(_file_path(text))
+
+
+def _repo(text: str) -> str:
+    """A repository URL; credentials belong in MICO_GIT_USERNAME/MICO_GIT_PASSWORD[_FILE], where
+    they reach no command line, log, or the fetched repository's config."""
+    userinfo = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/@\s]*)@", text)
+    if not text.strip() or "\0" in text:
+        raise argparse.ArgumentTypeError("expected a repository URL (https, ssh, git or file)")
+    if userinfo and (":" in userinfo[2] or userinfo[1].lower() in ("http", "https")):
+        raise argparse.ArgumentTypeError(
+            "expected a repository URL without credentials (give them in MICO_GIT_USERNAME and "
+            "MICO_GIT_PASSWORD, or their _FILE variants)"
+        )
+    return text
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":")
+    if not (colon and port.isascii() and port.isdigit() and int(port) <= 65535 and " " not in host):
+        raise argparse.ArgumentTypeError("expected HOST:PORT with a port from 0 to 65535")
+    return host or "127.0.0.1", int(port)
+
+
+def _setting(name: str, kind: type[str] | type[int]) -> Callable[[str], Any]:
+    """A render setting, checked by the rule Settings applies (see render.settings.problem)."""
+
+    def parse(text: str) -> str | int:
+        value: str | int = text
+        if kind is int:
+            try:
+                value = int(text)
+            except ValueError:
+                value = text
+        expected = render_settings.problem(name, value)
+        if expected is not None:
+            raise argparse.ArgumentTypeError(f"expected {expected}")
+        return value
+
+    return parse
+
+
+_POSITIVE_SECONDS = _number(float, "a number of seconds > 0", lambda v: v > 0)
+_SECONDS = _number(float, "a number of seconds >= 0", lambda v: v >= 0)
+_POSITIVE_INTEGER = _number(int, "an integer >= 1", lambda v: v >= 1)
+_FRACTION = _number(float, "a number from 0 to 1", lambda v: 0 <= v <= 1)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _add_settings_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("render settings (defaults are MICO's)")
     for field in fields(Settings):
         default = field.default
         assert isinstance(default, str | int)
-        group.add_argument(
+        _option(
+            group,
             f"--{field.name.replace('_', '-')}",
-            dest=field.name,
-            type=type(default),
-            default=os.environ.get(f"MICO_{field.name.upper()}", default),
+            type=_setting(field.name, type(default)),
+            default=default,
             metavar=field.name.upper(),
-            help=f"default: {default} (env MICO_{field.name.upper()})",
+            help=f"default: {default}",
         )
 
 
 def _option(parser: argparse._ActionsContainer, flag: str, **kwargs: Any) -> None:
-    """A flag whose default may come from MICO_<FLAG> in the environment."""
+    """A flag whose default may come from MICO_<FLAG> in the environment. The variable's value is
+    checked here by the flag's type, and never shown: not in --help, not in an error."""
     variable = "MICO_" + flag.lstrip("-").replace("-", "_").upper()
+    if "choices" in kwargs:
+        kwargs.update(_choices(*kwargs.pop("choices")))
     if variable in os.environ:
         value = os.environ[variable]
+        where = f"{flag} (from {variable})"
         if kwargs.get("action") is argparse.BooleanOptionalAction:
-            kwargs["default"] = value.strip().lower() in ("1", "true", "yes", "on")
+            word = value.strip().lower()
+            kwargs["default"] = (
+                word in _TRUE if word in _TRUE + _FALSE else _EnvError(f"{where}: expected true or false")
+            )
         else:
-            kwargs["default"] = value
+            try:
+                kwargs["default"] = kwargs.get("type", str)(value)
+            except argparse.ArgumentTypeError as err:
+                kwargs["default"] = _EnvError(f"{where}: {err}")
             kwargs.pop("required", None)
     kwargs["help"] = f"{kwargs.get('help', '')} (env {variable})".strip()
     parser.add_argument(flag, **kwargs)
@@ -117,14 +285,32 @@ def _option(parser: argparse._ActionsContainer, flag: str, **kwargs: Any) -> Non
 
 def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> None:
     group = parser.add_argument_group("reconcile")
-    _option(group, "--repo", required=True, help="config repository URL (https, ssh, git or file)")
+    _option(
+        group, "--repo", type=_repo, required=True, help="config repository URL (https, ssh, git or file)"
+    )
     _option(group, "--path", default=".", help="config path inside the repository")
     _option(group, "--branch", default="main", help="branch, tag or commit id to follow")
-    _option(group, "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster config)")
-    _option(group, "--state-db", default=".mico-reconciler/state.db", help="SQLite history file")
-    _option(group, "--workdir", default=".mico-reconciler/repo", help="where the repository is fetched to")
-    _option(group, "--git-timeout", type=float, default=120, help="seconds a git fetch may take")
-    _option(group, "--ssh-key-file", default=None, help="private key for ssh repository URLs")
+    _option(
+        group,
+        "--kubeconfig",
+        type=_file_path,
+        default=None,
+        help="kubeconfig file (default: in-cluster config)",
+    )
+    _option(
+        group, "--state-db", type=_file_path, default=".mico-reconciler/state.db", help="SQLite history file"
+    )
+    _option(
+        group,
+        "--workdir",
+        type=_file_path,
+        default=".mico-reconciler/repo",
+        help="where the repository is fetched to",
+    )
+    _option(group, "--git-timeout", type=_POSITIVE_SECONDS, default=120, help="seconds a git fetch may take")
+    _option(
+        group, "--ssh-key-file", type=_file_path, default=None, help="private key for ssh repository URLs"
+    )
     _option(
         group,
         "--self-heal",
@@ -135,7 +321,7 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
     _option(
         group,
         "--max-prune-fraction",
-        type=float,
+        type=_FRACTION,
         default=0.5,
         help="refuse a run that would delete more than this share of the managed objects",
     )
@@ -153,12 +339,14 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
         default="force",
         help="server-side apply conflicts with other field managers: take the fields over, or fail",
     )
-    _option(group, "--concurrency", type=int, default=8, help="objects applied in parallel")
-    _option(group, "--build-concurrency", type=int, default=2, help="image builds run in parallel")
+    _option(group, "--concurrency", type=_POSITIVE_INTEGER, default=8, help="objects applied in parallel")
+    _option(
+        group, "--build-concurrency", type=_POSITIVE_INTEGER, default=2, help="image builds run in parallel"
+    )
     _option(
         group,
         "--build-backoff-seconds",
-        type=float,
+        type=_SECONDS,
         default=30,
         help="wait before retrying a failed build; doubles with each failure (max 30 min)",
     )
@@ -176,12 +364,19 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
     _option(
         group,
         "--kafka-admin-bootstrap-servers",
+        type=_setting("kafka_bootstrap_servers", str),
         default=None,
         help="where the reconciler reaches Kafka (default: --kafka-bootstrap-servers, as the workloads do)",
     )
-    _option(group, "--topic-partitions", type=int, default=1, help="partitions of created topics")
     _option(
-        group, "--topic-replication-factor", type=int, default=1, help="replication factor of created topics"
+        group, "--topic-partitions", type=_POSITIVE_INTEGER, default=1, help="partitions of created topics"
+    )
+    _option(
+        group,
+        "--topic-replication-factor",
+        type=_POSITIVE_INTEGER,
+        default=1,
+        help="replication factor of created topics",
     )
     _option(
         group,
@@ -193,18 +388,36 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
     _option(
         group,
         "--kafka-backoff-seconds",
-        type=float,
+        type=_SECONDS,
         default=10,
         help="wait before retrying an unreachable broker; doubles per failure (max 10 min)",
     )
-    _option(group, "--history-retention", type=int, default=500, help="runs kept in the state database")
+    _option(
+        group,
+        "--history-retention",
+        type=_POSITIVE_INTEGER,
+        default=500,
+        help="runs kept in the state database",
+    )
     _option(group, "--log-level", default="info", choices=("debug", "info", "warning", "error"))
     if daemon:
         _option(
-            group, "--interval", type=float, default=60, help="seconds between scheduled runs (10%% jitter)"
+            group,
+            "--interval",
+            type=_POSITIVE_SECONDS,
+            default=60,
+            help="seconds between scheduled runs (10%% jitter)",
         )
-        _option(group, "--listen", default="127.0.0.1:8080", help="HOST:PORT of the HTTP endpoints")
-        _option(group, "--webhook-secret-file", default=None, help="shared secret of the webhooks")
+        _option(
+            group, "--listen", type=_listen, default="127.0.0.1:8080", help="HOST:PORT of the HTTP endpoints"
+        )
+        _option(
+            group,
+            "--webhook-secret-file",
+            type=_file_path,
+            default=None,
+            help="shared secret of the webhooks",
+        )
         _option(
             group,
             "--leader-election",
@@ -213,7 +426,11 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
             help="hold a Lease so that only one replica reconciles",
         )
         _option(
-            group, "--lease-namespace", default=None, help="namespace of the Lease (default: --namespace)"
+            group,
+            "--lease-namespace",
+            type=_setting("namespace", str),
+            default=None,
+            help="namespace of the Lease (default: --namespace)",
         )
     else:
         parser.add_argument(
@@ -226,7 +443,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mico-reconciler",
         description="A declarative GitOps reconciler for MICO applications.",
     )
@@ -237,39 +454,41 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser(
         "validate",
         help="check a config against the contract",
-        epilog=_VALIDATE_EXAMPLES,
+        epilog=_epilog(_VALIDATE_EXAMPLES, "validate"),
         formatter_class=formatter,
     )
-    validate.add_argument("path", type=Path, help="a mico.yaml file or a directory")
-    validate.add_argument("--output", choices=("text", "json"), default="text")
+    validate.add_argument("path", type=_path, help="a mico.yaml file or a directory")
+    validate.add_argument("--output", default="text", **_choices("text", "json"))
 
     render_cmd = commands.add_parser(
         "render",
         help="print the desired Kubernetes objects",
-        epilog=_RENDER_EXAMPLES,
+        epilog=_epilog(_RENDER_EXAMPLES, "render"),
         formatter_class=formatter,
     )
-    render_cmd.add_argument("path", type=Path, help="a mico.yaml file or a directory")
+    render_cmd.add_argument("path", type=_path, help="a mico.yaml file or a directory")
     _add_settings_options(render_cmd)
 
     diff = commands.add_parser(
         "diff",
         help="what a config change does, between two git revisions",
-        epilog=_DIFF_EXAMPLES,
+        epilog=_epilog(_DIFF_EXAMPLES, "diff"),
         formatter_class=formatter,
     )
-    diff.add_argument("--repo", type=Path, default=Path("."), help="git repository (default: .)")
+    diff.add_argument("--repo", type=_path, default=Path("."), help="git repository (default: .)")
     diff.add_argument("--base", required=True, help="revision before the change, e.g. origin/main")
     diff.add_argument("--head", required=True, help="revision after the change, e.g. HEAD")
     diff.add_argument("--path", default=".", help="config path inside the repository (default: .)")
-    diff.add_argument("--output", choices=("text", "markdown", "json"), default="text")
+    diff.add_argument("--output", default="text", **_choices("text", "markdown", "json"))
     _add_settings_options(diff)
 
     for name, help_text, epilog in (
         ("run", "the daemon: keep the cluster equal to the config repository", _RUN_EXAMPLES),
         ("sync", "one reconcile run, for CI or cron", _SYNC_EXAMPLES),
     ):
-        command = commands.add_parser(name, help=help_text, epilog=epilog, formatter_class=formatter)
+        command = commands.add_parser(
+            name, help=help_text, epilog=_epilog(epilog, name), formatter_class=formatter
+        )
         _add_reconcile_options(command, daemon=name == "run")
         _add_settings_options(command)
     for name, help_text in (
@@ -277,20 +496,26 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", "the latest status of each application"),
     ):
         command = commands.add_parser(
-            name, help=help_text, epilog=_HISTORY_EXAMPLES, formatter_class=formatter
+            name, help=help_text, epilog=_epilog(_HISTORY_EXAMPLES, name), formatter_class=formatter
         )
         if name == "status":
             command.add_argument("app", nargs="?", help="one application's shortName")
         else:
             _option(command, "--app", help="only runs that assessed this application")
-            _option(command, "--limit", type=int, default=20)
-        _option(command, "--state-db", default=".mico-reconciler/state.db", help="SQLite history file")
-        command.add_argument("--output", choices=("text", "json"), default="text")
+            _option(command, "--limit", type=_POSITIVE_INTEGER, default=20)
+        _option(
+            command,
+            "--state-db",
+            type=_file_path,
+            default=".mico-reconciler/state.db",
+            help="SQLite history file (read-only)",
+        )
+        command.add_argument("--output", default="text", **_choices("text", "json"))
 
     commands.add_parser(
         "schema",
         help="print the JSON Schema of mico.yaml",
-        epilog=_SCHEMA_EXAMPLES,
+        epilog=_epilog(_SCHEMA_EXAMPLES, "schema"),
         formatter_class=formatter,
     )
     return parser
@@ -377,28 +602,44 @@ def _diff(args: argparse.Namespace) -> int:
     return EXIT_NO if review.has_changes else EXIT_OK
 
 
+class _ExitError(Exception):
+    """A one-line explanation for stderr, and the exit code that goes with it."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
     """`watch`: keep a list-then-watch cache of the managed objects (the daemon), instead of
-    listing them every run (a single sync)."""
+    listing them every run (a single sync). Local inputs (settings, files, the state database)
+    are checked first, so their errors are 2 and come before any connection is tried."""
     # imported here: `validate`, `render` and `diff` start in half the time without the clients
     from reconciler.cluster.cache import ObjectCache
-    from reconciler.cluster.client import connect
     from reconciler.cluster.resources import DEPLOYMENT, POD, SERVICE
     from reconciler.engine import SELECTOR, Engine, Options
     from reconciler.source.git import GitSource
 
-    logs.configure(args.log_level)
     settings = _settings(args)
-    api, counter = connect(args.kubeconfig or os.environ.get("KUBECONFIG"))
+    if args.ssh_key_file:
+        _regular_file("--ssh-key-file", args.ssh_key_file)
+    workdir = Path(args.workdir)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        reason = "not a directory" if workdir.exists() else err.strerror
+        raise _ExitError(EXIT_ERROR, f"--workdir {workdir}: {reason}") from err
+    store = Store(args.state_db, retention=args.history_retention)
+    logs.configure(args.log_level)
+    api, counter = _connect(args)
     source = GitSource(
         args.repo,
         ref=args.branch,
         path=args.path,
-        workdir=Path(args.workdir),
+        workdir=workdir,
         timeout=args.git_timeout,
         ssh_key_file=args.ssh_key_file,
     )
-    Path(args.state_db).parent.mkdir(parents=True, exist_ok=True)
     from_flags = {f.name: getattr(args, f.name) for f in fields(Options) if f.name in vars(args)}
     options = Options(
         settings=settings,
@@ -418,18 +659,48 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
             SELECTOR,
         )
         objects.start()
-    return Engine(
-        source=source,
-        api=api,
-        counter=counter,
-        store=Store(args.state_db, retention=args.history_retention),
-        options=options,
-        objects=objects,
-    )
+    return Engine(source=source, api=api, counter=counter, store=store, options=options, objects=objects)
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    """The cluster client and its request counter; no usable kubeconfig (or in-cluster config)
+    fails like the cluster itself (4)."""
+    from reconciler.cluster.client import ClusterConfigError, connect
+
+    try:
+        return connect(args.kubeconfig or os.environ.get("KUBECONFIG"))
+    except ClusterConfigError as err:
+        raise _ExitError(EXIT_FAILED, str(err)) from err
+
+
+def _regular_file(flag: str, name: str) -> Path:
+    """`name` as a regular file: a FIFO (which would block the read), device or directory is
+    refused before it is opened."""
+    path = Path(name)
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        raise _ExitError(EXIT_ERROR, f"{flag} {path}: {err.strerror}") from err
+    if not stat.S_ISREG(mode):
+        raise _ExitError(EXIT_ERROR, f"{flag} {path}: not a regular file")
+    return path
+
+
+def _webhook_secret(args: argparse.Namespace) -> bytes | None:
+    if not args.webhook_secret_file:
+        return os.environ.get("MICO_WEBHOOK_SECRET", "").encode() or None
+    path = _regular_file("--webhook-secret-file", args.webhook_secret_file)
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as err:
+        raise _ExitError(EXIT_ERROR, f"--webhook-secret-file {path}: {err.strerror}") from err
+    if not secret:
+        raise _ExitError(EXIT_ERROR, f"--webhook-secret-file {path}: empty")
+    return secret
 
 
 #: `sync` exit codes by run outcome.
-_SYNC_EXIT = {"succeeded": EXIT_OK, "invalid": EXIT_NO, "refused": 3, "failed": 4}
+_SYNC_EXIT = {"succeeded": EXIT_OK, "invalid": EXIT_NO, "refused": EXIT_REFUSED, "failed": EXIT_FAILED}
 
 
 def _sync(args: argparse.Namespace) -> int:
@@ -438,31 +709,30 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from reconciler.cluster.client import connect
-    from reconciler.daemon.service import DaemonOptions, serve
+    from reconciler.daemon.service import DaemonOptions, ListenError, serve
 
+    secret = _webhook_secret(args)
     engine = _engine(args, watch=True)
-    host, _, port = args.listen.rpartition(":")
-    secret = Path(args.webhook_secret_file).read_bytes().strip() if args.webhook_secret_file else None
-    secret = secret or os.environ.get("MICO_WEBHOOK_SECRET", "").encode() or None
-    lease_api = connect(args.kubeconfig or os.environ.get("KUBECONFIG"))[0] if args.leader_election else None
-    serve(
-        engine,
-        DaemonOptions(
-            interval=args.interval,
-            host=host or "127.0.0.1",
-            port=int(port),
-            webhook_secret=secret,
-            lease_api=lease_api,
-            lease_namespace=args.lease_namespace or engine.options.settings.namespace,
-        ),
-    )
+    host, port = args.listen
+    try:
+        serve(
+            engine,
+            DaemonOptions(
+                interval=args.interval,
+                host=host,
+                port=port,
+                webhook_secret=secret,
+                lease_api=_connect(args)[0] if args.leader_election else None,
+                lease_namespace=args.lease_namespace or engine.options.settings.namespace,
+            ),
+        )
+    except ListenError as err:
+        raise _ExitError(EXIT_ERROR, str(err)) from err
     return EXIT_OK
 
 
 def _history(args: argparse.Namespace) -> int:
-    store = _open_store(args.state_db)
-    runs = store.runs(limit=args.limit, app=args.app)
+    runs = Store(args.state_db, readonly=True).runs(limit=args.limit, app=args.app)
     if args.output == "json":
         print(json.dumps(runs, indent=2))
         return EXIT_OK
@@ -479,7 +749,7 @@ def _history(args: argparse.Namespace) -> int:
                 f"         {action['outcome']:<10} {action['kind']}/{action['namespace']}/{action['name']}: "
                 f"{action['reason']}{drift}"
             )
-        for build in run.get("builds", []):
+        for build in run["builds"]:
             print(
                 f"         build {build['job']} (attempt {build['attempt']}): {build['outcome']}"
                 f"{': ' + build['reason'] if build['reason'] else ''}"
@@ -493,49 +763,50 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    store = _open_store(args.state_db)
+    store = Store(args.state_db, readonly=True)
     statuses = store.statuses(args.app)
+    orphans = [t["name"] for t in store.topic_states() if t["state"] == "orphaned"]
     if args.app and not statuses:
         print(f"mico-reconciler: no status for application {args.app!r}", file=sys.stderr)
         return EXIT_NO
     if args.output == "json":
-        print(json.dumps({"applications": statuses, "orphanedTopics": _orphans(store)}, indent=2))
+        print(json.dumps({"applications": statuses, "orphanedTopics": orphans}, indent=2))
         return EXIT_OK
-    for name in _orphans(store):
-        print(
-            f"orphaned topic {name}: no longer named by the config; kept (enable --topic-deletion to delete)"
-        )
+    lines = [
+        f"orphaned topic {name}: no longer named by the config; kept (enable --topic-deletion to delete)"
+        for name in orphans
+    ]
     for status in statuses:
-        print(
-            f"{status['app']} {status['version']}: {status['deployment']}, {status['sync']} "
-            f"(revision {(status['revision'] or '-')[:12]})"
-        )
-        for instance, info in sorted(status["detail"].get("instances", {}).items()):
-            if "requestedReplicas" in info:
-                print(f"  {instance}: {info['availableReplicas']}/{info['requestedReplicas']} available")
-                for pod in info["pods"]:
-                    print(
-                        f"    pod {pod['name']}: {pod['phase']} on {pod['node']}, {pod['restarts']} restarts"
-                    )
-            for interface, service in sorted(info.get("interfaces", {}).items()):
-                ips = ", ".join(service["externalIPs"]) or "no external IP"
-                print(f"    interface {interface}: Service {service['service']} ({ips})")
-        for topic in status["detail"].get("topics", []):
-            print(f"  topic {topic['name']}: {topic['state']}")
-        for build in status["detail"].get("builds", []):
-            tail = f"\n      {build['logTail']}" if build.get("logTail") else ""
-            print(f"  build {build['job']} {build['state']}: {build['reason']}{tail}")
+        try:
+            lines.extend(_status_lines(status))
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            raise StoreError(
+                f"{args.state_db}: damaged state database: the status of {status['app']!r} is malformed"
+            ) from err
+    if lines:
+        print("\n".join(lines))
     return EXIT_OK
 
 
-def _orphans(store: Store) -> list[str]:
-    return [t["name"] for t in store.topic_states() if t["state"] == "orphaned"]
-
-
-def _open_store(path: str) -> Store:
-    if not Path(path).exists():
-        raise SourceError(f"{path}: no state database (run `mico-reconciler sync` or `run` first)")
-    return Store(path)
+def _status_lines(status: dict[str, Any]) -> Iterator[str]:
+    """One application's status as text; `detail` is as the engine wrote it, or raises."""
+    yield (
+        f"{status['app']} {status['version']}: {status['deployment']}, {status['sync']} "
+        f"(revision {(status['revision'] or '-')[:12]})"
+    )
+    for instance, info in sorted(status["detail"].get("instances", {}).items()):
+        if "requestedReplicas" in info:
+            yield f"  {instance}: {info['availableReplicas']}/{info['requestedReplicas']} available"
+            for pod in info["pods"]:
+                yield f"    pod {pod['name']}: {pod['phase']} on {pod['node']}, {pod['restarts']} restarts"
+        for interface, service in sorted(info.get("interfaces", {}).items()):
+            ips = ", ".join(service["externalIPs"]) or "no external IP"
+            yield f"    interface {interface}: Service {service['service']} ({ips})"
+    for topic in status["detail"].get("topics", []):
+        yield f"  topic {topic['name']}: {topic['state']}"
+    for build in status["detail"].get("builds", []):
+        tail = f"\n      {build['logTail']}" if build.get("logTail") else ""
+        yield f"  build {build['job']} {build['state']}: {build['reason']}{tail}"
 
 
 def _schema(_: argparse.Namespace) -> int:
@@ -543,9 +814,21 @@ def _schema(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _unrecognized(extra: list[str]) -> str:
+    """Unknown arguments by name only: `--x=VALUE` as `--x`, a stray value as `VALUE`."""
+    return "unrecognized arguments: " + " ".join(
+        a.split("=", 1)[0] if a.startswith("-") else "VALUE" for a in extra
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.error(_unrecognized(extra))
+    for value in vars(args).values():
+        if isinstance(value, _EnvError):
+            parser.error(value.message)
     handlers = {
         "validate": _validate,
         "render": _render,
@@ -558,11 +841,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except SourceError as err:
+    except (SourceError, SettingsError, StoreError) as err:
         print(f"mico-reconciler: {err}", file=sys.stderr)
         return EXIT_ERROR
-    except SettingsError as err:
+    except _ExitError as err:
         print(f"mico-reconciler: {err}", file=sys.stderr)
-        return EXIT_ERROR
+        return err.code
     except BrokenPipeError:
         return EXIT_OK

@@ -46,7 +46,7 @@ from reconciler.source.files import SourceError
 from reconciler.source.git import GitSource, Snapshot
 from reconciler.spec import Spec, SpecError, load
 from reconciler.spec.model import Service
-from reconciler.store import ActionRecord, AppStatusRecord, Store
+from reconciler.store import ActionRecord, AppStatusRecord, Store, StoreError
 
 log = logging.getLogger("mico_reconciler.engine")
 SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
@@ -90,6 +90,8 @@ class RunResult:
     revision: str | None = None
     error: str | None = None
     problems: list[dict[str, Any]] = field(default_factory=list)
+    #: every problem found; `problems` keeps the first ones and a line that counts the rest
+    problem_count: int = 0
     plan: Plan | None = None
     executed: list[tuple[Action, Outcome, str | None]] = field(default_factory=list)
     statuses: list[AppStatus] = field(default_factory=list)
@@ -149,6 +151,8 @@ class Engine:
                 result.error = str(err)
             except (client.ApiException, urllib3.exceptions.HTTPError, OSError) as err:
                 result.error = f"Kubernetes API: {_describe(err)}"
+            except StoreError as err:  # damaged rows the run needed: fail it, keep the daemon up
+                result.error = str(err)
             finally:
                 result.duration = time.monotonic() - started
                 result.api_requests = self.counter.total - requests_before
@@ -168,7 +172,8 @@ class Engine:
         except SpecError as err:
             result.outcome = RunOutcome.INVALID
             result.problems = [p.as_dict() for p in err.problems]
-            result.error = f"{len(err.problems)} validation problems; nothing applied"
+            result.problem_count = err.total
+            result.error = f"{err.total} validation problems; nothing applied"
             return
         needed = self._builds_needed(spec)
         decisions = self._decide(needed)
@@ -537,7 +542,7 @@ class Engine:
     def _export(self, result: RunResult) -> None:
         metrics.RECONCILE_DURATION.observe(result.duration)
         metrics.RUNS.labels(outcome=result.outcome.value, trigger=result.trigger).inc()
-        metrics.SPEC_PROBLEMS.set(len(result.problems))
+        metrics.SPEC_PROBLEMS.set(result.problem_count)
         for action, outcome, _ in result.executed:
             if outcome in (Outcome.CREATED, Outcome.CONFIGURED):
                 metrics.OBJECTS_APPLIED.labels(kind=action.ref.kind, outcome=outcome.value).inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,31 @@ def dump(data: Any) -> bytes:
 
 def load_data(*documents: Any, name: str = "mico.yaml") -> Spec:
     return load({name: b"---\n".join(dump(d) for d in documents)})
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def commit(repo: Path, data: Any, message: str, name: str = "config/mico.yaml") -> str:
+    """Writes `data` (bytes, or a document to dump) to `name` and commits everything."""
+    target = repo / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(dump(data) if not isinstance(data, bytes) else data)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def new_repo(path: Path) -> Path:
+    """An empty repository on branch main, with a committer configured."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.email", "test@example.invalid")
+    git(path, "config", "user.name", "test")
+    return path
 
 
 def problems_of(files: dict[str, bytes]) -> list[str]:

@@ -266,7 +266,9 @@ def link_binaries(cache: Path) -> Path:
     for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok"):
         source = Path(assets) / name if assets and (Path(assets) / name).is_file() else cache / "bin" / name
         if not (source.is_file() and os.access(source, os.X_OK)):
-            sys.exit(f"platform: {source} is not an executable file, so .platform/bin/{name} cannot point at it")
+            sys.exit(
+                f"platform: {source} is not an executable file, so .platform/bin/{name} cannot point at it"
+            )
         link = bin_dir / name
         link.unlink(missing_ok=True)
         link.symlink_to(source)

@@ -6,12 +6,19 @@ the slow part). Each request is counted like client-go's `rest_client_requests_t
 
 from __future__ import annotations
 
+import binascii
+import os
+import ssl
 import threading
 from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
+import yaml
 from kubernetes import client, config
 from prometheus_client import Counter as PromCounter
+
+from reconciler.redact import redact
 
 REQUESTS = PromCounter(
     "rest_client_requests_total",
@@ -42,13 +49,14 @@ class RequestCounter:
             return Counter(self.by_method)
 
 
+class ClusterConfigError(Exception):
+    """No usable connection settings: a missing or malformed kubeconfig, or no in-cluster config.
+    The message names the file and the problem, never a value from it (tokens, keys)."""
+
+
 def connect(kubeconfig: str | None, *, pool_size: int = 8) -> tuple[client.ApiClient, RequestCounter]:
     """An ApiClient from a kubeconfig file, or the in-cluster config when none is given."""
-    configuration = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
-        config.load_incluster_config(client_configuration=configuration)
+    configuration = _configuration(kubeconfig)
     configuration.connection_pool_maxsize = pool_size
     api = client.ApiClient(configuration)
     counter = RequestCounter()
@@ -66,3 +74,61 @@ def connect(kubeconfig: str | None, *, pool_size: int = 8) -> tuple[client.ApiCl
 
     rest.request = counted  # type: ignore[method-assign]
     return api, counter
+
+
+def _configuration(kubeconfig: str | None) -> client.Configuration:
+    """The client settings, checked as far as they can be without a request: the library's own
+    errors (YAML, base64, missing keys) become one ClusterConfigError."""
+    where = (
+        f"kubeconfig {kubeconfig}"
+        if kubeconfig
+        else "in-cluster config (no --kubeconfig or KUBECONFIG given)"
+    )
+    configuration = client.Configuration()
+    if kubeconfig and not any(os.path.exists(p) for p in kubeconfig.split(os.pathsep) if p):
+        raise ClusterConfigError(f"{where}: no such file")
+    try:
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        else:
+            config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException as err:
+        raise ClusterConfigError(f"{where}: {_one_line(str(err))}") from err
+    except OSError as err:
+        raise ClusterConfigError(f"{where}: {err.strerror or type(err).__name__}") from err
+    except yaml.YAMLError as err:
+        raise ClusterConfigError(f"{where}: not YAML") from err
+    except binascii.Error as err:
+        raise ClusterConfigError(f"{where}: certificate or key data is not base64") from err
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        # e.g. certificate data that is not base64, or a document that is no kubeconfig
+        raise ClusterConfigError(f"{where}: not a valid kubeconfig ({type(err).__name__})") from err
+    try:
+        server = urlsplit(configuration.host)
+        valid = server.scheme in ("http", "https") and bool(server.hostname) and server.port != 0
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ClusterConfigError(f"{where}: the cluster's server is not an http(s) URL with a host")
+    _check_tls(where, configuration)
+    return configuration
+
+
+def _check_tls(where: str, configuration: client.Configuration) -> None:
+    """Certificate and key data are only decoded (leniently) into files at load time; parse
+    them now, so that garbage fails here rather than as a TLS error at the first request."""
+    context = ssl.create_default_context()
+    try:
+        if configuration.ssl_ca_cert:
+            context.load_verify_locations(cafile=configuration.ssl_ca_cert)
+    except (ssl.SSLError, OSError) as err:
+        raise ClusterConfigError(f"{where}: the certificate authority is not a PEM certificate") from err
+    try:
+        if configuration.cert_file:
+            context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    except (ssl.SSLError, OSError) as err:
+        raise ClusterConfigError(f"{where}: the client certificate or key is not valid PEM") from err
+
+
+def _one_line(text: str) -> str:
+    return " ".join(redact(text).split())

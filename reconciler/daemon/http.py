@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from reconciler.store import Store
+from reconciler.store import Store, StoreError
 
 log = logging.getLogger("mico_reconciler.http")
 MAX_BODY = 5 * 1024 * 1024
@@ -46,10 +46,10 @@ class Endpoints:
             server_version = "mico-reconciler"
 
             def do_GET(self) -> None:
-                endpoints.get(self)
+                endpoints.answer(self, endpoints.get)
 
             def do_POST(self) -> None:
-                endpoints.post(self)
+                endpoints.answer(self, endpoints.post)
 
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug(format, *args)
@@ -57,6 +57,16 @@ class Endpoints:
         server = ThreadingHTTPServer((host, port), Handler)
         threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
         return server
+
+    def answer(
+        self, request: BaseHTTPRequestHandler, handler: Callable[[BaseHTTPRequestHandler], None]
+    ) -> None:
+        """A damaged state database is a 500 with the cause in the log, not a traceback."""
+        try:
+            handler(request)
+        except StoreError as err:
+            log.error("%s", err)
+            _json(request, 500, {"error": "the state database cannot be read"})
 
     def get(self, request: BaseHTTPRequestHandler) -> None:
         url = urlparse(request.path)
@@ -75,15 +85,24 @@ class Endpoints:
             found = self.store.statuses(name)
             _json(request, 200 if found else 404, found or {"error": f"no application {name!r}"})
         elif url.path == "/api/history":
-            limit = int(query.get("limit", ["20"])[0])
+            limit = query.get("limit", ["20"])[0]
+            if not (limit.isascii() and limit.isdigit()):
+                _json(request, 400, {"error": "limit must be a number"})
+                return
             _json(
-                request, 200, self.store.runs(limit=min(max(limit, 1), 500), app=query.get("app", [None])[0])
+                request,
+                200,
+                self.store.runs(limit=min(max(int(limit), 1), 500), app=query.get("app", [None])[0]),
             )
         else:
             _json(request, 404, {"error": "not found"})
 
     def post(self, request: BaseHTTPRequestHandler) -> None:
-        length = int(request.headers.get("Content-Length") or 0)
+        header = request.headers.get("Content-Length") or "0"
+        if not (header.isascii() and header.isdigit()):
+            _json(request, 400, {"error": "bad Content-Length"})
+            return
+        length = int(header)
         if length > MAX_BODY:
             _json(request, 413, {"error": "payload too large"})
             return

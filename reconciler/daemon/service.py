@@ -23,6 +23,10 @@ from reconciler.plan.health import DeploymentStatus
 log = logging.getLogger("mico_reconciler.daemon")
 
 
+class ListenError(Exception):
+    """The HTTP address cannot be bound (taken, or not this host's)."""
+
+
 @dataclass(frozen=True)
 class DaemonOptions:
     interval: float
@@ -63,7 +67,10 @@ def serve(engine: Engine, options: DaemonOptions) -> None:
         ready=lambda: first_run_done.is_set() or not leading.is_set(),
         webhook_secret=options.webhook_secret,
     )
-    server = endpoints.serve(options.host, options.port)
+    try:
+        server = endpoints.serve(options.host, options.port)
+    except OSError as err:
+        raise ListenError(f"--listen {options.host}:{options.port}: {err.strerror or err}") from err
     log.info("listening", extra={"address": f"http://{options.host}:{server.server_address[1]}"})
     stop = threading.Event()
     scheduler = BackgroundScheduler()

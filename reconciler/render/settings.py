@@ -1,15 +1,18 @@
 """Render settings: where objects go and what the daemon wires into them.
 
-Each value reaches object names, container args or environment variables, so each is
-validated here, once, with MICO's defaults.
+Each value reaches object names, container args, label values or environment variables, so
+each is validated here, once, with MICO's defaults. An error names the setting and the form it
+expects, never the value: a mistyped value may hold a credential (`user:token@registry`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-from reconciler.spec.model import DNS_LABEL_PATTERN, IMAGE_PATTERN, TOPIC_PATTERN
+from reconciler.spec.model import DNS_LABEL_PATTERN, IMAGE_PATTERN, LABEL_VALUE_PATTERN
+from reconciler.spec.names import MAX_NAME, label_safe
 
 _REGISTRY = r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
 _BOOTSTRAP = r"^[A-Za-z0-9.-]+:[0-9]{1,5}(,[A-Za-z0-9.-]+:[0-9]{1,5})*$"
@@ -19,7 +22,12 @@ _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])
 
 
 class SettingsError(ValueError):
-    """A setting would put an unsafe or malformed value into an object."""
+    """A setting would put an unsafe or malformed value into an object. `wrong` maps each such
+    setting's name to the form it expects."""
+
+    def __init__(self, wrong: dict[str, str]) -> None:
+        super().__init__("invalid settings: " + "; ".join(f"{k}: expected {v}" for k, v in wrong.items()))
+        self.wrong = wrong
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,35 +52,104 @@ class Settings:
     build_memory_limit: str = "4Gi"
 
     def __post_init__(self) -> None:
-        wrong = [
-            f"{f.name}={getattr(self, f.name)!r}"
+        wrong = {
+            f.name: expected
             for f in fields(self)
-            if not _valid(f.name, getattr(self, f.name))
-        ]
+            if (expected := problem(f.name, getattr(self, f.name))) is not None
+        }
         if wrong:
-            raise SettingsError("invalid settings: " + ", ".join(wrong))
+            raise SettingsError(wrong)
 
 
-_RULES: dict[str, str] = {
-    "namespace": DNS_LABEL_PATTERN,
-    "build_namespace": DNS_LABEL_PATTERN,
-    "registry": _REGISTRY,
-    "kafka_bootstrap_servers": _BOOTSTRAP,
-    "invalid_message_topic": TOPIC_PATTERN,
-    "dead_letter_topic": TOPIC_PATTERN,
-    "test_message_output_topic": TOPIC_PATTERN,
-    "openfaas_gateway": _HTTP_URL,
-    "connector_image": IMAGE_PATTERN,
-    "kaniko_image": IMAGE_PATTERN,
-    "registry_secret": _DNS_SUBDOMAIN,
-    "build_cpu_request": _QUANTITY,
-    "build_cpu_limit": _QUANTITY,
-    "build_memory_request": _QUANTITY,
-    "build_memory_limit": _QUANTITY,
+def problem(name: str, value: object) -> str | None:
+    """None if `value` is valid for the setting `name` (a Settings field; the daemon checks its
+    Lease namespace and Kafka admin servers with the rules of `namespace` and
+    `kafka_bootstrap_servers`), else the form expected."""
+    if name in _NUMBERS:
+        low, high = _NUMBERS[name]
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return None
+        return f"an integer from {low} to {high}"
+    valid, expected = _RULES[name]
+    if isinstance(value, str) and len(value) <= 253 and valid(value):
+        return None
+    return expected
+
+
+def image_tag(image: str) -> str | None:
+    """The tag of an image reference, as the connector's version label (None if by digest only)."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else None
+
+
+def _pattern(pattern: str) -> Callable[[str], bool]:
+    return lambda value: re.fullmatch(pattern, value) is not None
+
+
+def _with_ports(pattern: str) -> Callable[[str], bool]:
+    """`pattern`, and every `:PORT` in the value from 1 to 65535."""
+    return lambda value: (
+        re.fullmatch(pattern, value) is not None
+        and all(1 <= int(port) <= 65535 for port in re.findall(r":([0-9]+)", value))
+    )
+
+
+def _dns_label(value: str) -> bool:
+    return len(value) <= MAX_NAME and re.fullmatch(DNS_LABEL_PATTERN, value) is not None
+
+
+def _topic(value: str) -> bool:
+    return value not in (".", "..") and re.fullmatch(r"[a-zA-Z0-9._-]{1,249}", value) is not None
+
+
+def _connector_image(value: str) -> bool:
+    """An image whose tag, which becomes the connectors' `ust.mico/version` label, is a label value."""
+    if re.fullmatch(IMAGE_PATTERN, value) is None:
+        return False
+    tag = image_tag(value)
+    return tag is None or (
+        len(label_safe(tag)) <= MAX_NAME and re.fullmatch(LABEL_VALUE_PATTERN, label_safe(tag)) is not None
+    )
+
+
+_DNS_LABEL_FORM = "a DNS label: lowercase letters, digits and '-', at most 63 characters"
+_TOPIC_FORM = "a Kafka topic name: 1 to 249 of a-z A-Z 0-9 . _ -, not '.' or '..'"
+_QUANTITY_FORM = "a Kubernetes quantity such as 500m, 2 or 4Gi"
+_IMAGE_FORM = "an image reference such as registry.example.com/team/image:tag"
+_RULES: dict[str, tuple[Callable[[str], bool], str]] = {
+    "namespace": (_dns_label, _DNS_LABEL_FORM),
+    "build_namespace": (_dns_label, _DNS_LABEL_FORM),
+    "registry": (
+        _with_ports(_REGISTRY),
+        "HOST[:PORT][/PATH] without scheme or credentials, port 1-65535",
+    ),
+    "kafka_bootstrap_servers": (
+        _with_ports(_BOOTSTRAP),
+        "HOST:PORT[,HOST:PORT...] without scheme or credentials, port 1-65535",
+    ),
+    "invalid_message_topic": (_topic, _TOPIC_FORM),
+    "dead_letter_topic": (_topic, _TOPIC_FORM),
+    "test_message_output_topic": (_topic, _TOPIC_FORM),
+    "openfaas_gateway": (
+        _with_ports(_HTTP_URL),
+        "http(s)://HOST[:PORT][/PATH] without credentials, port 1-65535",
+    ),
+    "connector_image": (
+        _connector_image,
+        _IMAGE_FORM + " whose tag is a label value (at most 63 characters, "
+        "beginning and ending with a letter or digit)",
+    ),
+    "kaniko_image": (_pattern(IMAGE_PATTERN), _IMAGE_FORM),
+    "registry_secret": (_pattern(_DNS_SUBDOMAIN), "a Secret name (a DNS subdomain)"),
+    "build_cpu_request": (_pattern(_QUANTITY), _QUANTITY_FORM),
+    "build_cpu_limit": (_pattern(_QUANTITY), _QUANTITY_FORM),
+    "build_memory_request": (_pattern(_QUANTITY), _QUANTITY_FORM),
+    "build_memory_limit": (_pattern(_QUANTITY), _QUANTITY_FORM),
 }
-
-
-def _valid(name: str, value: object) -> bool:
-    if isinstance(value, int):
-        return (0 if name == "build_backoff_limit" else 1) <= value <= 86_400 * 7
-    return isinstance(value, str) and len(value) <= 253 and re.fullmatch(_RULES[name], value) is not None
+_WEEK = 86_400 * 7
+_NUMBERS: dict[str, tuple[int, int]] = {
+    "build_deadline_seconds": (1, _WEEK),
+    "build_ttl_seconds": (1, _WEEK),
+    "build_backoff_limit": (0, _WEEK),
+}

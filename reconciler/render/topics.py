@@ -19,7 +19,9 @@ STRIMZI_API = "kafka.strimzi.io/v1beta2"
 
 
 def resource_name(topic: str) -> str:
-    base = re.sub(r"[^a-z0-9.-]+", "-", topic.lower()).strip("-.")[:52] or "topic"
+    """A DNS subdomain: every '.'-separated part starts and ends with a letter or digit."""
+    base = re.sub(r"[^a-z0-9.-]+", "-", topic.lower())
+    base = re.sub(r"[.-]*\.[.-]*", ".", base)[:52].strip("-.") or "topic"
     return f"{base}-{hashlib.sha256(topic.encode()).hexdigest()[:8]}"
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.render.labels import APPLICATIONS_ANNOTATION, mico_labels, selector
-from reconciler.render.settings import Settings
+from reconciler.render.settings import Settings, image_tag
 from reconciler.spec import Spec
 from reconciler.spec.model import Application, KafkaFaasConnector, Service, ServiceDeployment
 from reconciler.spec.names import (
@@ -209,7 +209,7 @@ def connector_deployment(app: Application, connector: KafkaFaasConnector, settin
     env = [*_kafka_env(name, topics, settings), ("OPENFAAS_GATEWAY", settings.openfaas_gateway)]
     if connector.function is not None:
         env.append(("OPENFAAS_FUNCTION_NAME", connector.function))
-    tag = _image_tag(settings.connector_image)
+    tag = image_tag(settings.connector_image)
     return _deployment(
         name=name,
         labels=mico_labels(CONNECTOR_SHORT_NAME, tag, name),
@@ -223,13 +223,6 @@ def connector_deployment(app: Application, connector: KafkaFaasConnector, settin
         },
         settings=settings,
     )
-
-
-def _image_tag(image: str) -> str | None:
-    """The tag of an image reference, as the connector's version label (None if by digest only)."""
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else None
 
 
 def _drop_empty(container: Manifest) -> Manifest:

@@ -2,6 +2,8 @@
 
 Compares two validated specs and their rendered objects: which applications and services
 were added, removed or changed, and a unified diff of every rendered object that changed.
+Labels (revision names as the user typed them) are made one-line and credential-free here,
+so no output format can be broken by a name with a newline in it.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from reconciler.redact import redact
 from reconciler.render import Manifest
 from reconciler.render.manifest import to_yaml
 from reconciler.spec import Spec
 from reconciler.spec.model import Application, Service
+from reconciler.spec.problems import one_line
 
 Change = Literal["added", "removed", "changed"]
 
@@ -57,6 +61,7 @@ def compare(
     base_label: str,
     head_label: str,
 ) -> Review:
+    base_label, head_label = one_line(redact(base_label)), one_line(redact(head_label))
     elements = _element_changes("application", base.applications, head.applications)
     elements += _element_changes("service", base.services, head.services)
     return Review(

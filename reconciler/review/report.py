@@ -1,11 +1,19 @@
-"""A Review as text for a terminal, Markdown for a pull-request comment, or JSON for tools."""
+"""A Review as text for a terminal, Markdown for a pull-request comment, or JSON for tools.
+
+Every name in the Markdown is either in a code span whose backtick fence is longer than any
+run of backticks in it, or HTML-escaped inside the <details> HTML block, and never holds a raw
+newline: a branch called `x</code><img onerror=...>` or `a|b` stays text in the comment.
+"""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from dataclasses import asdict
 
 from reconciler.review import Review
+from reconciler.spec.problems import one_line
 
 _SIGN = {"added": "+", "removed": "-", "changed": "~"}
 
@@ -19,14 +27,29 @@ def _summary(review: Review) -> str:
     )
 
 
+def _code(text: str, *, in_table: bool = False) -> str:
+    """An inline code span that shows `text` verbatim, whatever backticks or pipes it holds."""
+    text = one_line(text)
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    padded = f" {text} " if text.startswith("`") or text.endswith("`") else text
+    span = f"{fence}{padded}{fence}"
+    return span.replace("|", "\\|") if in_table else span  # GFM splits cells even in code spans
+
+
+def _fenced(body: str, info: str) -> list[str]:
+    """A fenced code block: its fence is longer than any backtick run in the body."""
+    fence = "`" * max(3, max(map(len, re.findall("`+", body)), default=0) + 1)
+    return [fence + info, body, fence]
+
+
 def text(review: Review) -> str:
-    lines = [f"Comparing {review.base}..{review.head}"]
+    lines = [f"Comparing {one_line(review.base)}..{one_line(review.head)}"]
     if not review.has_changes:
         return lines[0] + "\nNo changes.\n"
     for element in review.elements:
         lines.append(
-            f"{_SIGN[element.change]} {element.kind} {element.short_name} "
-            f"{element.version} ({element.change})"
+            f"{_SIGN[element.change]} {element.kind} {one_line(element.short_name)} "
+            f"{one_line(element.version)} ({element.change})"
         )
     lines.append(_summary(review))
     lines.extend(o.diff.rstrip("\n") for o in review.objects)
@@ -34,26 +57,26 @@ def text(review: Review) -> str:
 
 
 def markdown(review: Review) -> str:
-    title = f"### mico-reconciler diff `{review.base}`..`{review.head}`"
+    title = f"### mico-reconciler diff {_code(review.base)}..{_code(review.head)}"
     if not review.has_changes:
         return f"{title}\n\nNo changes to applications, services or Kubernetes objects.\n"
     parts = [title, ""]
     if review.elements:
         parts += ["| | kind | name | version | change |", "|---|---|---|---|---|"]
         parts += [
-            f"| {_SIGN[e.change]} | {e.kind} | `{e.short_name}` | `{e.version}` | {e.change} |"
+            f"| {_SIGN[e.change]} | {e.kind} | {_code(e.short_name, in_table=True)} | "
+            f"{_code(e.version, in_table=True)} | {e.change} |"
             for e in review.elements
         ]
         parts.append("")
     parts += [f"**{_summary(review)}**", ""]
     for obj in review.objects:
-        where = f"{obj.namespace}/{obj.name}" if obj.namespace else obj.name
+        where = html.escape(one_line(f"{obj.namespace}/{obj.name}" if obj.namespace else obj.name))
+        summary = f"{_SIGN[obj.change]} {html.escape(one_line(obj.kind))} <code>{where}</code> ({obj.change})"
         parts += [
-            f"<details><summary>{_SIGN[obj.change]} {obj.kind} <code>{where}</code> ({obj.change})</summary>",
+            f"<details><summary>{summary}</summary>",
             "",
-            "```diff",
-            obj.diff.rstrip("\n").replace("```", "`\u200b``"),
-            "```",
+            *_fenced(obj.diff.rstrip("\n"), "diff"),
             "</details>",
             "",
         ]

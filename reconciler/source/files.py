@@ -1,75 +1,328 @@
 """Read a config path (a file, or a directory of mico.yaml / *.mico.yaml files).
 
 The same selection rule serves a path on disk and a path inside a git revision, so
-`validate` and `diff` always read the same files the daemon will.
+`validate` and `diff` always read the same files the daemon will. So does the rule for what
+is not a plain file: a symlink is followed only while its target stays inside the config
+tree (the path given, or --path in a revision), and a FIFO, socket, device, directory,
+dangling or outside symlink named like a config file is a problem (never opened, its target
+never echoed), never silently skipped: a skipped file would deploy a config without it.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import posixpath
+import re
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 import git
 
-from reconciler.spec import select_config_files
+from reconciler.redact import redact
+from reconciler.spec import Problem, SpecError, select_config_files
+from reconciler.spec.problems import one_line, quote
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
+#: Symlinks resolved in a row before a git path counts as a loop (Linux's limit).
+MAX_SYMLINK_HOPS = 40
+
+_OUTSIDE = "symlink to a path outside the config tree is not followed"
+_ZERO_ID = re.compile(r"^(0{40}|0{64})$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+# git tree entry modes
+_REGULAR, _EXECUTABLE, _SYMLINK, _GITLINK, _TREE = "100644", "100755", "120000", "160000", "040000"
 
 
 class SourceError(Exception):
     """The config cannot be read (missing path, bad revision, not a repository)."""
 
 
+class _RefusedError(Exception):
+    """One file named like a config file that is not read; the message becomes a problem."""
+
+
+def shown(text: str) -> str:
+    """A path for a one-line message: control characters escaped, URL credentials hidden."""
+    return one_line(redact(text))
+
+
+def _problem(name: str, message: str) -> Problem:
+    return Problem(name, 1, 1, "(file)", message)
+
+
+# -- on disk --------------------------------------------------------------------------------------
+
+
 def read_path(path: Path) -> dict[str, bytes]:
-    """Files by display path (the path as given, joined with each file's relative path)."""
-    if path.is_file():
-        return {str(path): _read(path)}
-    if not path.is_dir():
-        raise SourceError(f"{path}: no such file or directory")
-    relative = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
-    chosen = select_config_files(relative)
-    if not chosen:
-        raise SourceError(f"{path}: no mico.yaml or *.mico.yaml file in this directory")
-    return {str(path / name): _read(path / name) for name in chosen}
+    """Files by display path (the path as given, joined with each file's relative path).
+
+    Raises SpecError when a file named like a config file cannot be read as one.
+    """
+    try:
+        path.lstat()
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise SourceError(f"{shown(str(path))}: no such file or directory") from err
+    except OSError as err:
+        raise SourceError(f"{shown(str(path))}: {err.strerror}") from err
+    if not _is_dir(path):  # a file named on the command line: its symlink is the user's
+        try:
+            return {str(path): _read_file(path)}
+        except _RefusedError as refused:
+            raise SpecError([_problem(str(path), str(refused))]) from refused
+    files: dict[str, bytes] = {}
+    problems: list[Problem] = []
+    root = path.resolve()
+    for name in _config_names(path, problems):
+        try:
+            files[str(path / name)] = _read_inside(path / name, root)
+        except _RefusedError as refused:
+            problems.append(_problem(str(path / name), str(refused)))
+    if problems:
+        raise SpecError(problems)
+    if not files:
+        raise SourceError(f"{shown(str(path))}: no mico.yaml or *.mico.yaml file in this directory")
+    return files
 
 
-def _read(path: Path) -> bytes:
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise SourceError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
-    return path.read_bytes()
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except OSError:  # a dangling symlink or a loop: _read_file says which
+        return False
+
+
+def _config_names(top: Path, problems: list[Problem]) -> list[str]:
+    """Relative paths named like config files; symlinked directories are not descended into."""
+
+    def unreadable(err: OSError) -> None:
+        problems.append(Problem(str(err.filename), 1, 1, "(directory)", f"cannot be read: {err.strerror}"))
+
+    names = []
+    for directory, dirnames, filenames in os.walk(top, onerror=unreadable):
+        relative = Path(directory).relative_to(top)
+        names += [(relative / name).as_posix() for name in dirnames + filenames]
+    return select_config_files(names)
+
+
+def _read_inside(path: Path, root: Path) -> bytes:
+    """A file in the config tree; a symlink only when its target is inside `root` (resolved)."""
+    if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(root):
+        raise _RefusedError(_OUTSIDE)
+    return _read_file(path)
+
+
+def _read_file(path: Path) -> bytes:
+    """A regular file's bytes; anything else is refused before it is opened (a FIFO would block)."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise _RefusedError(f"not a regular file ({_KINDS.get(stat.S_IFMT(info.st_mode), 'special')})")
+        if info.st_size > MAX_FILE_BYTES:
+            raise _RefusedError(f"larger than the limit of {MAX_FILE_BYTES} bytes")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):  # replaced since the stat
+                raise _RefusedError("not a regular file")
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        if err.errno == errno.ENOENT and path.is_symlink():
+            raise _RefusedError("symlink to a file that does not exist") from err
+        if err.errno == errno.ELOOP:
+            raise _RefusedError("symlink loop") from err
+        raise _RefusedError(f"cannot be read: {err.strerror}") from err
+    if len(data) > MAX_FILE_BYTES:
+        raise _RefusedError(f"larger than the limit of {MAX_FILE_BYTES} bytes")
+    return data
+
+
+# -- in a git revision ----------------------------------------------------------------------------
 
 
 def read_revision(repo_dir: Path, revision: str, path: str = ".") -> tuple[str, dict[str, bytes]]:
-    """(full commit id, files by repository path) of the config at one revision."""
+    """(full commit id, files by repository path) of the config at one revision.
+
+    Every failure, including a config file that cannot be read as one, is a one-line
+    SourceError: `diff` exits 2 for either, and the daemon applies nothing.
+    """
+    prefix = _repository_path(path)
+    repo = _open(repo_dir)
+    commit = _commit(repo, repo_dir, revision)
     try:
-        repo = git.Repo(repo_dir)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as err:
-        raise SourceError(f"{repo_dir}: not a git repository") from err
+        tree = _Tree.of(repo, commit)
+        files, problems = tree.config(prefix, shown(path), quote(revision))
+    except (git.GitCommandError, ValueError, OSError) as err:
+        where = shown(str(repo_dir))
+        raise SourceError(f"{quote(revision)}: could not read {commit[:12]} in {where}") from err
+    if problems:
+        raise SourceError(
+            f"the config at {quote(revision)} ({commit[:12]}) cannot be read: "
+            + "; ".join(shown(str(p)) for p in problems)
+        )
+    return commit, files
+
+
+def _repository_path(path: str) -> str:
+    """--path as a normalised path inside the repository ("" for the root): `./`, `config//x`
+    and `/config` are fine, a path that leaves the repository is not."""
+    normal = posixpath.normpath(path.lstrip("/") or ".")
+    if normal == ".." or normal.startswith("../"):
+        raise SourceError(f"{shown(path)}: the path leaves the repository")
+    return "" if normal == "." else normal
+
+
+def _open(repo_dir: Path) -> git.Repo:
     try:
-        commit = repo.commit(revision)
-    except (git.BadName, ValueError, git.GitCommandError) as err:
-        raise SourceError(f"{revision!r}: no such revision in {repo_dir}") from err
-    prefix = posixpath.normpath(path.strip("/")) if path not in ("", ".", "/") else ""
-    blobs = {
-        str(item.path): item
-        for item in commit.tree.traverse()
-        if isinstance(item, git.Blob) and _inside(str(item.path), prefix)
-    }
-    if prefix in blobs:
-        return commit.hexsha, {prefix: _blob_bytes(blobs[prefix])}
-    if not blobs:
-        raise SourceError(f"{path}: not found at {revision}")
-    chosen = select_config_files(blobs)
-    if not chosen:
-        raise SourceError(f"{path}: no mico.yaml or *.mico.yaml file at {revision}")
-    return commit.hexsha, {name: _blob_bytes(blobs[name]) for name in chosen}
+        return git.Repo(repo_dir)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, NotADirectoryError) as err:
+        raise SourceError(f"{shown(str(repo_dir))}: not a git repository") from err
+    except OSError as err:
+        raise SourceError(f"{shown(str(repo_dir))}: {err.strerror}") from err
 
 
-def _inside(path: str, prefix: str) -> bool:
-    return not prefix or path == prefix or path.startswith(prefix + "/")
+def _commit(repo: git.Repo, repo_dir: Path, revision: str) -> str:
+    """The commit a revision names, through git's own parser (reflogs, @{-1}, tags, ...)."""
+    where = shown(str(repo_dir))
+    if _ZERO_ID.match(revision):
+        raise SourceError(
+            f"{quote(revision)}: the all-zero id names no commit: GitHub sends it as `before` for a "
+            "new branch; compare with the default branch instead"
+        )
+    if not revision or revision.startswith("-") or _CONTROL.search(revision):
+        raise SourceError(f"{quote(revision)}: not a revision")
+    try:
+        return str(repo.git.rev_parse("--verify", "--quiet", "--end-of-options", revision + "^{commit}"))
+    except git.GitCommandError:
+        pass
+    try:
+        kind = repo.git.cat_file("-t", "--end-of-options", revision)
+    except git.GitCommandError:
+        kind = ""
+    if kind in ("tree", "blob"):
+        raise SourceError(f"{quote(revision)}: names a {kind}, not a commit") from None
+    message = f"{quote(revision)}: no such revision in {where}"
+    if _shallow(repo):
+        message += (
+            ", a shallow clone whose history may end before it: fetch more with "
+            "`git fetch --deepen=N` or `git fetch --unshallow` (in GitHub Actions: "
+            "actions/checkout with `fetch-depth: 0`)"
+        )
+    raise SourceError(message) from None
 
 
-def _blob_bytes(blob: git.Blob) -> bytes:
-    if blob.size > MAX_FILE_BYTES:
-        raise SourceError(f"{blob.path}: larger than {MAX_FILE_BYTES} bytes")
-    return bytes(blob.data_stream.read())
+def _shallow(repo: git.Repo) -> bool:
+    try:
+        return bool(repo.git.rev_parse("--is-shallow-repository") == "true")
+    except git.GitCommandError:
+        return False
+
+
+@dataclass(frozen=True)
+class _Entry:
+    mode: str
+    sha: str
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """Every entry of one commit's tree by path (directories too), read without a checkout."""
+
+    repo: git.Repo
+    entries: dict[str, _Entry]
+
+    @classmethod
+    def of(cls, repo: git.Repo, commit: str) -> _Tree:
+        listing = repo.git.ls_tree("-r", "-t", "-z", "--full-tree", commit, stdout_as_string=False)
+        entries = {}
+        for record in bytes(listing).split(b"\0"):
+            if record:
+                meta, _, name = record.partition(b"\t")
+                mode, _, sha = meta.decode().split(" ")
+                entries[name.decode(errors="backslashreplace")] = _Entry(mode, sha)
+        return cls(repo, entries)
+
+    def config(self, prefix: str, path: str, revision: str) -> tuple[dict[str, bytes], list[Problem]]:
+        """The config files below `prefix` (a file, or a directory), and the problems."""
+        try:
+            root = self._resolve(prefix)
+        except _RefusedError as refused:
+            raise SourceError(f"{path}: not followed at {revision}: {refused}") from refused
+        if root and root not in self.entries:
+            raise SourceError(f"{path}: not found at {revision}")
+        if root and self.entries[root].mode != _TREE:
+            try:
+                return {prefix: self._read(root)}, []
+            except _RefusedError as refused:
+                return {}, [_problem(prefix, str(refused))]
+        below = [name for name in self.entries if not root or name.startswith(root + "/")]
+        chosen = select_config_files(below)
+        if not chosen:
+            raise SourceError(f"{path}: no mico.yaml or *.mico.yaml file at {revision}")
+        files, problems = {}, []
+        for name in chosen:
+            try:
+                files[name] = self._read_inside(name, root)
+            except _RefusedError as refused:
+                problems.append(_problem(name, str(refused)))
+        return files, problems
+
+    def _read_inside(self, name: str, root: str) -> bytes:
+        if self.entries[name].mode != _SYMLINK:
+            return self._read(name)
+        target = self._resolve(name)
+        if root and not (target == root or target.startswith(root + "/")):
+            raise _RefusedError(_OUTSIDE)
+        if target not in self.entries:
+            raise _RefusedError("symlink to a file that does not exist")
+        return self._read(target)
+
+    def _read(self, name: str) -> bytes:
+        entry = self.entries[name]
+        if entry.mode == _TREE:
+            raise _RefusedError("not a regular file (a directory)")
+        if entry.mode == _GITLINK:
+            raise _RefusedError("not a regular file (a submodule)")
+        if entry.mode not in (_REGULAR, _EXECUTABLE):
+            raise _RefusedError("not a regular file")
+        info = self.repo.odb.info(bytes.fromhex(entry.sha))
+        if info.size > MAX_FILE_BYTES:
+            raise _RefusedError(f"larger than the limit of {MAX_FILE_BYTES} bytes")
+        return bytes(self.repo.odb.stream(bytes.fromhex(entry.sha)).read())
+
+    def _resolve(self, name: str) -> str:
+        """`name` with every symlink in it resolved inside the tree, as realpath does on disk.
+
+        A link's data is its target; an absolute target, or one that climbs above the
+        repository, names something outside it and is refused.
+        """
+        pending, resolved, hops = name.split("/"), "", 0
+        while pending:
+            part = pending.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not resolved:
+                    raise _RefusedError(_OUTSIDE)
+                resolved = posixpath.dirname(resolved)
+                continue
+            candidate = posixpath.join(resolved, part)
+            entry = self.entries.get(candidate)
+            if entry is None or entry.mode != _SYMLINK:
+                resolved = candidate
+                continue
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                raise _RefusedError("symlink loop")
+            target = self.repo.odb.stream(bytes.fromhex(entry.sha)).read().decode(errors="backslashreplace")
+            if target.startswith("/"):
+                raise _RefusedError(_OUTSIDE)
+            pending = target.split("/") + pending
+        return resolved

@@ -19,7 +19,8 @@ from pathlib import Path
 import git
 
 from reconciler.redact import redact
-from reconciler.source.files import SourceError, read_revision
+from reconciler.source.files import SourceError, read_revision, shown
+from reconciler.spec.problems import quote
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _ASKPASS = """#!/bin/sh
@@ -58,15 +59,17 @@ class GitSource:
         repo = self._repo()
         env = self._environment()
         wanted = self.ref
+        if not wanted or wanted.startswith("-") or not wanted.isprintable():
+            raise SourceError(f"{quote(wanted)}: not a branch, tag or commit id")
         first = self._previous(repo) is None
-        args = ["--force", "--no-tags", "origin", wanted]
+        args = ["--force", "--no-tags", "--", "origin", wanted]  # `--`: a ref is never an option
         if first and not _COMMIT.match(wanted):
             args.insert(0, "--depth=1")
         try:
             repo.git.fetch(*args, env=env, kill_after_timeout=self.timeout)
+            revision = repo.git.rev_parse("--verify", "FETCH_HEAD^{commit}")
         except git.GitCommandError as err:
             raise SourceError(self._explain(err)) from err
-        revision = repo.git.rev_parse("FETCH_HEAD^{commit}")
         previous = self._previous(repo)
         rewritten = bool(previous and previous != revision and not self._descends(repo, previous, revision))
         repo.git.update_ref("refs/mico/fetched", revision)
@@ -74,14 +77,17 @@ class GitSource:
         return Snapshot(revision, files, rewritten)
 
     def _repo(self) -> git.Repo:
-        if (self.workdir / "HEAD").exists():
-            repo = git.Repo(self.workdir)
-            if repo.remotes.origin.url != self.url:
-                repo.remotes.origin.set_url(self.url)
-            return repo
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        repo = git.Repo.init(self.workdir, bare=True)
-        repo.create_remote("origin", self.url)
+        try:
+            if (self.workdir / "HEAD").exists():
+                repo = git.Repo(self.workdir)
+                if repo.remotes.origin.url != self.url:
+                    repo.remotes.origin.set_url(self.url)
+                return repo
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            repo = git.Repo.init(self.workdir, bare=True)
+            repo.create_remote("origin", self.url)
+        except (git.InvalidGitRepositoryError, git.GitCommandError, OSError) as err:
+            raise SourceError(f"{shown(str(self.workdir))}: cannot use it as the git work directory") from err
         return repo
 
     @staticmethod
@@ -120,7 +126,7 @@ class GitSource:
         stderr = redact(str(err.stderr or "")).strip().replace("\n", " ")
         where = redact(self.url)
         if "couldn't find remote ref" in stderr or "not our ref" in stderr:
-            return f"{self.ref!r} does not exist in {where} (deleted branch or tag?): {stderr}"
+            return f"{quote(self.ref)} does not exist in {where} (deleted branch or tag?): {stderr}"
         if err.status in (-9, -15) or "timed out" in stderr.lower():
             return f"fetching {where} timed out after {self.timeout:.0f}s"
-        return f"fetching {self.ref!r} from {where} failed: {stderr or err.status}"
+        return f"fetching {quote(self.ref)} from {where} failed: {stderr or err.status}"

@@ -16,7 +16,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler.redact import redact
 from reconciler.spec import rules, yamldoc
 from reconciler.spec.model import (
     API_VERSION,
@@ -26,7 +25,7 @@ from reconciler.spec.model import (
     Document,
     Service,
 )
-from reconciler.spec.problems import Marks, Origin, Problem, SpecError, YamlPath
+from reconciler.spec.problems import Marks, Origin, Problem, SpecError, YamlPath, quote
 from reconciler.spec.version import MicoVersion
 
 CONFIG_FILE = re.compile(r"(^|/)(mico\.yaml|[^/]+\.mico\.yaml)$")
@@ -59,15 +58,16 @@ def load(files: Mapping[str, bytes]) -> Spec:
     services: list[rules.Sourced[Service]] = []
     applications: list[rules.Sourced[Application]] = []
     broken: set[str] = set()
+    hints = _Hints()
     for name in sorted(files):
         documents, parse_problems = yamldoc.parse(name, files[name])
         problems.extend(parse_problems)
+        documents = [d for d in documents if d.data is not None]
         if not documents and not parse_problems:
-            problems.append(Problem(name, 1, 1, "(file)", "the file holds no YAML document"))
+            # `---`, `~` or `null` alone is as empty as an empty file: never a config of nothing
+            problems.append(Problem(name, 1, 1, "(file)", "the file holds no YAML document (or only null)"))
         for document in documents:
-            if document.data is None:
-                continue
-            problems.extend(_collect(document, services, applications, broken))
+            problems.extend(_collect(document, services, applications, broken, hints))
     problems.extend(rules.check(services, applications, broken))
     if problems:
         raise SpecError(problems)
@@ -86,6 +86,7 @@ def _collect(
     services: list[rules.Sourced[Service]],
     applications: list[rules.Sourced[Application]],
     broken: set[str],
+    hints: _Hints,
 ) -> list[Problem]:
     data, marks = document.data, document.marks
     if not isinstance(data, dict):
@@ -103,7 +104,7 @@ def _collect(
         parsed = Document.model_validate(data)
     except ValidationError as err:
         _salvage(data, marks, services, applications, broken)
-        return problems_from(err, marks)
+        return problems_from(err, marks, hints=hints, reported=document.reported)
     services.extend(rules.Sourced(s, Origin(marks, ("services", i))) for i, s in enumerate(parsed.services))
     applications.extend(
         rules.Sourced(a, Origin(marks, ("applications", i))) for i, a in enumerate(parsed.applications)
@@ -145,27 +146,53 @@ _KNOWN_FIELDS = sorted(
 )
 
 
-def problems_from(err: ValidationError, marks: Marks, prefix: YamlPath = ()) -> list[Problem]:
-    """Pydantic errors as problems that point at the offending YAML node."""
+class _Hints:
+    """Did-you-mean hints for unknown fields, for the first few only: a file with 200,000
+    unknown keys must not cost 200,000 fuzzy searches."""
+
+    LIMIT = 20
+
+    def __init__(self) -> None:
+        self.left = self.LIMIT
+
+    def hint(self, key: str) -> str:
+        if self.left <= 0 or len(key) > 64:
+            return ""
+        self.left -= 1
+        close = difflib.get_close_matches(key, _KNOWN_FIELDS, n=1, cutoff=0.75)
+        return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def problems_from(
+    err: ValidationError,
+    marks: Marks,
+    prefix: YamlPath = (),
+    *,
+    hints: _Hints | None = None,
+    reported: frozenset[YamlPath] = frozenset(),
+) -> list[Problem]:
+    """Pydantic errors as problems that point at the offending YAML node; nodes the YAML
+    stage already `reported` (an ambiguous scalar, a non-string key) are not reported again."""
     problems = []
+    hints = hints or _Hints()
     for error in err.errors(include_url=False):
         loc: YamlPath = prefix + tuple(k for k in error["loc"] if k != "[key]")
-        problems.append(Origin(marks, loc).problem(_message(error)))
+        if reported and any(loc[:end] in reported for end in range(1, len(loc) + 1)):
+            continue
+        problems.append(Origin(marks, loc).problem(_message(error, hints)))
     return problems
 
 
-def _message(error: Any) -> str:
+def _message(error: Any, hints: _Hints) -> str:
     kind, loc, value = error["type"], error["loc"], error.get("input")
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        close = difflib.get_close_matches(key, _KNOWN_FIELDS, n=1, cutoff=0.75)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown field {key!r}{hint}"
+        return f"unknown field {quote(key)}{hints.hint(key)}"
     if kind == "missing":
-        return f"required field {str(loc[-1])!r} is missing"
+        return f"required field {quote(str(loc[-1]))} is missing"
     if kind == "string_pattern_mismatch":
         pattern = error["ctx"]["pattern"]
-        return f"{redact(value)!r} is not {PATTERN_HELP.get(pattern, f'matching {pattern}')}"
+        return f"{quote(value)} is not {PATTERN_HELP.get(pattern, f'matching {pattern}')}"
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind.endswith("_type") or kind in ("literal_error", "model_type"):
         message += f", got {_kind(value)}"
@@ -180,7 +207,7 @@ def _kind(value: Any) -> str:
     if isinstance(value, int | float):
         return f"number {value}"
     if isinstance(value, str):
-        return f"string {redact(value)!r}"
+        return f"string {quote(value)}"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):

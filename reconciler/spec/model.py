@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from reconciler.spec.problems import shorten
 from reconciler.spec.version import VERSION_PATTERN
 
 API_VERSION = "ust.mico/v1"
@@ -110,7 +111,7 @@ class ContractModel(BaseModel):
     @classmethod
     def _no_nulls(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            nulls = [str(k) for k, v in data.items() if v is None]
+            nulls = [shorten(str(k)) for k, v in data.items() if v is None]
             if nulls:
                 raise ValueError(f"null is not allowed for {', '.join(nulls)}: give a value or omit the key")
         return data

@@ -7,14 +7,22 @@ problems and never stops the others, so one run reports every error.
 
 from __future__ import annotations
 
+import json
 import posixpath
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from reconciler.spec import names
-from reconciler.spec.model import Application, KafkaFaasConnector, Service, ServiceDeployment
+from reconciler.spec.model import (
+    LABEL_VALUE_PATTERN,
+    Application,
+    KafkaFaasConnector,
+    Service,
+    ServiceDeployment,
+)
 from reconciler.spec.problems import Origin, Problem
 from reconciler.spec.version import MicoVersion, VersionRange
 
@@ -33,6 +41,15 @@ KAFKA_VARIABLES = (
 RESERVED_LABEL_PREFIXES = ("ust.mico/", "app.kubernetes.io/")
 #: Deployment fields that must agree between applications sharing one instance.
 SHARED_FIELDS = ("labels", "env", "image_pull_policy", "interface_connections", "topics")
+#: etcd refuses requests over 1.5 MiB; the stored object also carries managed fields and
+#: status, so a rendered Deployment may be at most 1 MiB.
+MAX_OBJECT_BYTES = 1024 * 1024
+#: Kubernetes' limit on the total size of an object's annotations.
+MAX_ANNOTATION_BYTES = 256 * 1024
+#: What a Deployment holds besides env, labels and the applications annotation (names,
+#: image, ports, interface connections and Kafka variables), generously.
+_DEPLOYMENT_BASE_BYTES = 16 * 1024
+_LABEL_VALUE = re.compile(LABEL_VALUE_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,13 @@ class _Checker:
         job_names: dict[str, Sourced[Service]] = {}
         for sourced in self.services:
             service, origin = sourced.item, sourced.origin
+            if not _LABEL_VALUE.match(names.label_safe(service.version)):
+                self.add(
+                    origin,
+                    f"version {service.version!r} cannot be a Kubernetes label value (it must end "
+                    "with a letter or digit)",
+                    "version",
+                )
             if not service.kafka_enabled and not service.interfaces:
                 self.add(
                     origin, "a service that is not kafkaEnabled needs at least one interface", "interfaces"
@@ -327,6 +351,7 @@ class _Checker:
         for members in groups.values():
             first_app, first_e = members[0]
             first = first_app.item.services[first_e]
+            self._check_size(first_app.origin, first_e, first, [app.item for app, _ in members])
             for other_app, e in members[1:]:
                 entry = other_app.item.services[e]
                 for field in SHARED_FIELDS:
@@ -342,6 +367,33 @@ class _Checker:
                             e,
                             alias,
                         )
+
+    def _check_size(
+        self, origin: Origin, e: int, entry: ServiceDeployment, applications: list[Application]
+    ) -> None:
+        """A Deployment the apiserver would refuse is an error now, not at apply time."""
+        annotation = len(",".join(f"{a.short_name}@{a.version}" for a in applications))
+        if annotation > MAX_ANNOTATION_BYTES:
+            self.add(
+                origin,
+                f"this instance is shared by {len(applications)} applications; listing them "
+                f"takes {annotation:,} bytes, over Kubernetes' {MAX_ANNOTATION_BYTES:,} for annotations",
+                "services",
+                e,
+            )
+        env = [{"name": k, "value": v} for k, v in entry.env.items()]
+        # labels twice: on the Deployment and on its pod template
+        body = json.dumps([env, entry.labels, entry.labels], ensure_ascii=False).encode()
+        size = len(body) + annotation + _DEPLOYMENT_BASE_BYTES
+        if size > MAX_OBJECT_BYTES:
+            self.add(
+                origin,
+                f"the Deployment would be about {size:,} bytes, over the {MAX_OBJECT_BYTES:,} "
+                "Kubernetes can store (etcd refuses more than 1.5 MiB with its metadata); "
+                "keep large values out of env and labels",
+                "services",
+                e,
+            )
 
     def run(self) -> list[Problem]:
         self.unique_definitions()

@@ -11,9 +11,21 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
+from reconciler.spec import yamldoc
 from reconciler.spec.model import Document
 
 SCHEMA_ID = "https://ust-mico.github.io/mico-reconciler/schemas/mico.schema.json"
+#: What `mico-reconciler validate` checks beyond this schema, told to the people reading it.
+RULES_BEYOND_SCHEMA = (
+    "Beyond this schema, `mico-reconciler validate` reads YAML 1.2 and requires: no duplicate keys; "
+    "every key a string (quote keys such as 1, null or true); no plain scalar that YAML 1.1 reads "
+    "otherwise (quote or rewrite off, yes, 0120, 2:13:20, 1_000); only the tags !!str, !!int, "
+    "!!float, !!bool, !!null, !!seq and !!map; aliases that expand a document to at most "
+    f"{yamldoc.MAX_EXPANDED_NODES:,} "
+    f"nodes and {yamldoc.MAX_EXPANDED_CHARS:,} characters (or {yamldoc.EXPANSION_FACTOR} times the file); "
+    "and the rules across elements: "
+    "references, uniqueness, sharing, Kafka, derived Kubernetes names and object sizes."
+)
 
 
 class _NoNulls(GenerateJsonSchema):
@@ -49,5 +61,6 @@ def json_schema() -> dict[str, Any]:
         "$id": SCHEMA_ID,
         "title": "mico.yaml (ust.mico/v1)",
         "description": "Services and applications of MICO, reconciled into Kubernetes by mico-reconciler.",
+        "$comment": RULES_BEYOND_SCHEMA,
         **{k: v for k, v in body.items() if k not in ("title", "description")},
     }

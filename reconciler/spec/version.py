@@ -22,6 +22,10 @@ VERSION_PATTERN = (
     r"(?:\+[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*)?$"
 )
 _PREFIX = re.compile(r"^[a-zA-Z]*")
+#: node-semver's regexes backtrack on long runs of spaces ("1.0.0" + 240 spaces + "<" took 8 s):
+#: ranges are bounded, whitespace is collapsed and only the grammar's characters reach it.
+MAX_RANGE_LENGTH = 256
+_RANGE_CHARS = re.compile(r"[0-9A-Za-z.+<>=~^*| -]*")
 
 
 @functools.total_ordering
@@ -63,9 +67,13 @@ class VersionRange:
 
     @classmethod
     def parse(cls, text: str) -> VersionRange:
-        normalized = _valid_range(text.strip())
-        if normalized is None or not text.strip():
-            raise ValueError(f"{text!r} is not a semver range (e.g. '^1.2', '>=1.0.0 <2.0.0')")
+        if len(text) > MAX_RANGE_LENGTH:
+            raise ValueError(f"a version range is at most {MAX_RANGE_LENGTH} characters")
+        collapsed = " ".join(text.split())
+        normalized = _valid_range(collapsed) if _RANGE_CHARS.fullmatch(collapsed) else None
+        if normalized is None or not collapsed:
+            shown = repr(text) if len(text) <= 64 else f"{text[:60]!r}..."
+            raise ValueError(f"{shown} is not a semver range (e.g. '^1.2', '>=1.0.0 <2.0.0')")
         return cls(text, normalized)
 
     def contains(self, version: MicoVersion) -> bool:

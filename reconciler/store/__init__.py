@@ -2,18 +2,25 @@
 
 WAL mode and one transaction per write keep the file intact through a restart or a `kill -9`
 mid-run: a run is inserted as `running` when it starts and finished in one transaction; a run
-still `running` when the store opens again was interrupted and is marked so. Schema changes are
-numbered migrations tracked in `PRAGMA user_version`. Secrets never reach this file: it stores
-object references, reasons and validation problems, never manifests or environment values.
+still `running` when the store opens for writing again was interrupted and is marked so. Schema
+changes are numbered migrations tracked in `PRAGMA user_version`. Secrets never reach this file:
+it stores object references, reasons and validation problems, never manifests or environment
+values.
+
+`history` and `status` open the file read-only (`Store.reader`): they never migrate it, mark a
+live daemon's run interrupted, or create it. Whatever is in the file is checked as it is read, so
+a damaged or foreign file is a `StoreError` naming the problem, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
+import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,23 +102,92 @@ class AppStatusRecord:
     detail: Mapping[str, Any]
 
 
+#: Timestamps a run or build can carry (up to the year 9999): anything else is damage.
+_MAX_TIME = 253_402_300_799
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class StoreError(Exception):
+    """The state database cannot be used: missing, not a database, damaged, or another schema."""
+
+
 class Store:
-    def __init__(self, path: Path | str, *, retention: int = 500) -> None:
+    """`readonly`: for `history` and `status` (see the module docstring); otherwise the daemon's
+    or a sync's store, which creates, migrates and writes the file."""
+
+    def __init__(self, path: Path | str, *, retention: int = 500, readonly: bool = False) -> None:
         self.path = str(path)
         self.retention = retention
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE runs SET outcome = 'interrupted', finished = started WHERE outcome = 'running'"
+        try:
+            if readonly:
+                self._db = self._open_readonly(Path(path))
+            else:
+                self._db = self._open_for_writing(Path(path))
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: {_describe(err)}") from err
+
+    def _open_for_writing(self, path: Path) -> sqlite3.Connection:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            reason = "not a directory" if isinstance(err, FileExistsError) else err.strerror
+            raise StoreError(f"{path}: cannot create its directory: {reason}") from err
+        if _regular_file(path, missing_ok=True):
+            _header(path)  # a foreign file fails here, before SQLite would take it over
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA synchronous=NORMAL")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0 and db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+            db.close()
+            raise StoreError(f"{path}: not a mico-reconciler state database (it holds other tables)")
+        self._db = db
+        self._check_version(version, readonly=False)
+        self._migrate(version)
+        with self._transaction() as tx:
+            for table in ("runs", "builds"):
+                tx.execute(
+                    f"UPDATE {table} SET outcome = 'interrupted', finished = started "  # noqa: S608 - a constant
+                    "WHERE outcome = 'running'"
+                )
+        return db
+
+    def _open_readonly(self, path: Path) -> sqlite3.Connection:
+        """Read-only, and creating no file: a WAL database nobody has open (no `-wal` file: a
+        writer keeps one while it is open) is read as `immutable`, which needs no `-shm`; while
+        a daemon has it open, this joins its WAL as a reader and sees its last commit."""
+        _regular_file(path, missing_ok=False)
+        header = _header(path)
+        if not header:
+            raise StoreError(f"{path}: not a state database (an empty file)")
+        uri = path.resolve().as_uri() + "?mode=ro"
+        if header[18] == 2 and not Path(f"{path}-wal").exists():
+            uri += "&immutable=1"
+        db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
+        db.row_factory = sqlite3.Row
+        self._db = db
+        self._check_version(db.execute("PRAGMA user_version").fetchone()[0], readonly=True)
+        return db
+
+    def _check_version(self, version: int, *, readonly: bool) -> None:
+        known = len(MIGRATIONS)
+        if version > known:
+            self._db.close()
+            raise StoreError(
+                f"{self.path}: state database schema version {version} is newer than this "
+                f"mico-reconciler knows ({known}); use a newer mico-reconciler"
             )
-            db.execute(
-                "UPDATE builds SET outcome = 'interrupted', finished = started WHERE outcome = 'running'"
+        if readonly and version == 0:
+            self._db.close()
+            raise StoreError(f"{self.path}: not a mico-reconciler state database")
+        if readonly and version < known:
+            self._db.close()
+            raise StoreError(
+                f"{self.path}: state database schema version {version} is older than this "
+                f"mico-reconciler's ({known}); a `sync` or `run` migrates it"
             )
 
     @contextmanager
@@ -125,13 +201,28 @@ class Store:
                 raise
             self._db.execute("COMMIT")
 
-    def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as err:
+                raise StoreError(f"{self.path}: {_describe(err)}") from err
+
+    def _migrate(self, version: int) -> None:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self._transaction() as db:
                 for statement in filter(str.strip, script.split(";")):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
+
+    def _checked(self, table: str, row: sqlite3.Row, columns: Mapping[str, _Column]) -> dict[str, Any]:
+        """A row as a dict, every column of the form the code relies on; else a StoreError."""
+        values = dict(row)
+        for column, (valid, expected) in columns.items():
+            if not valid(values[column]):
+                raise StoreError(f"{self.path}: damaged state database: {table}.{column} is not {expected}")
+        return values
 
     def close(self) -> None:
         self._db.close()
@@ -245,43 +336,41 @@ class Store:
     # -- reading -----------------------------------------------------------------------------
 
     def managed_topics(self) -> set[str]:
-        with self._lock:
-            return {row[0] for row in self._db.execute("SELECT name FROM topics")}
+        with self._reading() as db:
+            rows = db.execute("SELECT name FROM topics").fetchall()
+        return {self._checked("topics", r, {"name": _TEXT})["name"] for r in rows}
 
     def topic_states(self) -> list[dict[str, Any]]:
         """Topics as the latest run that reached the broker saw them."""
-        with self._lock:
-            return [
-                dict(r)
-                for r in self._db.execute(
-                    "SELECT name, state, detail FROM run_topics WHERE run_id = "
-                    "(SELECT MAX(run_id) FROM run_topics WHERE state != 'unknown') ORDER BY name"
-                )
-            ]
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT name, state, detail FROM run_topics WHERE run_id = "
+                "(SELECT MAX(run_id) FROM run_topics WHERE state != 'unknown') ORDER BY name"
+            ).fetchall()
+        return [self._checked("run_topics", r, _TOPIC_COLUMNS) for r in rows]
 
     def build_history(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
         """Per (service, version), its finished builds, newest first."""
-        with self._lock:
-            rows = [
-                dict(r)
-                for r in self._db.execute("SELECT * FROM builds WHERE outcome != 'running' ORDER BY id DESC")
-            ]
+        with self._reading() as db:
+            rows = db.execute("SELECT * FROM builds WHERE outcome != 'running' ORDER BY id DESC").fetchall()
         found: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in rows:
-            found.setdefault((row["service"], row["version"]), []).append(row)
+            build = self._checked("builds", row, _BUILD_RECORD_COLUMNS)
+            found.setdefault((build["service"], build["version"]), []).append(build)
         return found
 
     def applied(self) -> dict[tuple[str, str, str, str], str]:
-        with self._lock:
-            rows = self._db.execute("SELECT api_version, kind, namespace, name, hash FROM applied").fetchall()
-        return {(r[0], r[1], r[2], r[3]): r[4] for r in rows}
+        with self._reading() as db:
+            rows = db.execute("SELECT api_version, kind, namespace, name, hash FROM applied").fetchall()
+        checked = [self._checked("applied", r, dict.fromkeys(r.keys(), _TEXT)) for r in rows]
+        return {(r["api_version"], r["kind"], r["namespace"], r["name"]): r["hash"] for r in checked}
 
     def last_good_revision(self) -> str | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._reading() as db:
+            row = db.execute(
                 "SELECT revision FROM runs WHERE outcome = 'succeeded' ORDER BY id DESC LIMIT 1"
             ).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else self._checked("runs", row, {"revision": _optional(_TEXT)})["revision"]
 
     def runs(self, *, limit: int = 20, app: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT * FROM runs"
@@ -291,12 +380,12 @@ class Store:
             params.append(app)
         query += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
-        with self._lock:
-            runs = [dict(r) for r in self._db.execute(query, params).fetchall()]
+        with self._reading() as db:
+            runs = [self._checked("runs", r, _RUN_COLUMNS) for r in db.execute(query, params).fetchall()]
             for run in runs:
                 run["actions"] = [
-                    dict(r)
-                    for r in self._db.execute(
+                    self._checked("run_actions", r, _ACTION_COLUMNS)
+                    for r in db.execute(
                         "SELECT kind, namespace, name, verb, outcome, reason, drift "
                         "FROM run_actions WHERE run_id = ?",
                         (run["id"],),
@@ -305,16 +394,16 @@ class Store:
                 for action in run["actions"]:
                     action["drift"] = bool(action["drift"])
                 run["builds"] = [
-                    dict(r)
-                    for r in self._db.execute(
+                    self._checked("builds", r, _BUILD_COLUMNS)
+                    for r in db.execute(
                         "SELECT service, version, job, attempt, outcome, digest, reason FROM builds "
                         "WHERE run_id = ?",
                         (run["id"],),
                     )
                 ]
                 run["problems"] = [
-                    dict(r)
-                    for r in self._db.execute(
+                    self._checked("run_problems", r, _PROBLEM_COLUMNS)
+                    for r in db.execute(
                         "SELECT file, line, col AS column, field, message FROM run_problems WHERE run_id = ?",
                         (run["id"],),
                     )
@@ -331,8 +420,110 @@ class Store:
         if app is not None:
             query += " AND s.app = ?"
             params.append(app)
-        with self._lock:
-            rows = [dict(r) for r in self._db.execute(query + " ORDER BY s.app, s.version", params)]
+        with self._reading() as db:
+            rows = [
+                self._checked("app_status", r, _STATUS_COLUMNS)
+                | self._checked("runs", r, _STATUS_RUN_COLUMNS)
+                for r in db.execute(query + " ORDER BY s.app, s.version", params)
+            ]
         for row in rows:
             row["detail"] = json.loads(row["detail"])
         return rows
+
+
+#: A column's check and what it expects, for the error message.
+_Column = tuple[Callable[[Any], bool], str]
+
+
+def _optional(column: _Column) -> _Column:
+    valid, expected = column
+    return (lambda value: value is None or valid(value)), f"{expected} or NULL"
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= _MAX_TIME
+
+
+def _is_json_object(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and isinstance(json.loads(value), dict)
+    except ValueError:
+        return False
+
+
+_TEXT: _Column = (lambda value: isinstance(value, str), "text")
+_INTEGER: _Column = (lambda value: isinstance(value, int), "an integer")
+_TIME: _Column = (_is_time, "a timestamp")
+_JSON_OBJECT: _Column = (_is_json_object, "a JSON object")
+_RUN_COLUMNS = {
+    "id": _INTEGER,
+    "trigger": _TEXT,
+    "revision": _optional(_TEXT),
+    "started": _TIME,
+    "finished": _optional(_TIME),
+    "outcome": _TEXT,
+    "error": _optional(_TEXT),
+    "api_requests": _optional(_INTEGER),
+}
+_ACTION_COLUMNS = dict.fromkeys(("kind", "namespace", "name", "verb", "outcome", "reason"), _TEXT) | {
+    "drift": _INTEGER
+}
+_PROBLEM_COLUMNS = {"file": _TEXT, "line": _INTEGER, "column": _INTEGER, "field": _TEXT, "message": _TEXT}
+_BUILD_COLUMNS = {
+    "service": _TEXT,
+    "version": _TEXT,
+    "job": _TEXT,
+    "attempt": _INTEGER,
+    "outcome": _TEXT,
+    "digest": _optional(_TEXT),
+    "reason": _optional(_TEXT),
+}
+_BUILD_RECORD_COLUMNS = _BUILD_COLUMNS | {
+    "id": _INTEGER,
+    "run_id": _optional(_INTEGER),
+    "fingerprint": _TEXT,
+    "started": _TIME,
+    "finished": _optional(_TIME),
+    "log_tail": _optional(_TEXT),
+}
+_TOPIC_COLUMNS = {"name": _TEXT, "state": _TEXT, "detail": _TEXT}
+_STATUS_COLUMNS = {
+    **dict.fromkeys(("app", "version", "deployment", "sync"), _TEXT),
+    "detail": _JSON_OBJECT,
+}
+_STATUS_RUN_COLUMNS = {"revision": _optional(_TEXT), "finished": _optional(_TIME)}
+
+
+def _regular_file(path: Path, *, missing_ok: bool) -> bool:
+    """Whether `path` exists; a directory, device or FIFO (which would block a reader) is refused
+    before SQLite opens it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if missing_ok:
+            return False
+        raise StoreError(f"{path}: no state database (run `mico-reconciler sync` or `run` first)") from None
+    except OSError as err:
+        raise StoreError(f"{path}: cannot read the state database: {err.strerror}") from err
+    if not stat.S_ISREG(mode):
+        raise StoreError(f"{path}: not a state database (not a regular file)")
+    return True
+
+
+def _header(path: Path) -> bytes:
+    """The SQLite header of an existing file; an empty file is taken as a new database only by the
+    writer."""
+    try:
+        with path.open("rb") as file:
+            header = file.read(100)
+    except OSError as err:
+        raise StoreError(f"{path}: cannot read the state database: {err.strerror}") from err
+    if header and not (header.startswith(_SQLITE_HEADER) and len(header) == 100):
+        raise StoreError(f"{path}: not a state database (not an SQLite file)")
+    return header
+
+
+def _describe(err: sqlite3.Error) -> str:
+    return {"file is not a database": "not a state database (not an SQLite file)"}.get(
+        str(err), f"state database unusable: {err}"
+    )

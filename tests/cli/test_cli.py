@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from reconciler.cli import main
-from tests.helpers import EXAMPLE, ROOT, dump, example_data
+from reconciler.cli import EXIT_CODES, main
+from tests.helpers import EXAMPLE, ROOT, commit, dump, example_data, new_repo
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -94,7 +94,9 @@ def test_render_twice_prints_identical_bytes() -> None:
 def test_render_rejects_unsafe_settings() -> None:
     result = run("render", "examples/mico.yaml", "--registry", "evil.example/x; rm -rf /")
     assert result.returncode == 2
-    assert "invalid settings: registry=" in result.stderr
+    assert result.stderr.startswith("mico-reconciler render: error: argument --registry: expected HOST")
+    assert "rm -rf" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_render_settings_from_environment() -> None:
@@ -111,36 +113,21 @@ def test_render_settings_from_environment() -> None:
 
 
 def test_every_command_has_examples_in_its_help(capsys: pytest.CaptureFixture[str]) -> None:
-    for command in ("validate", "render", "diff", "schema"):
+    for command in EXIT_CODES:
         with pytest.raises(SystemExit) as exited:
             main([command, "--help"])
         assert exited.value.code == 0
-        assert "examples:" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "examples:" in out
+        assert "exit codes:" in out
 
 
 # -- diff between two git revisions --------------------------------------------------------------
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def commit(repo: Path, data: Any, message: str, name: str = "config/mico.yaml") -> str:
-    target = repo / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(dump(data) if not isinstance(data, bytes) else data)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    git(tmp_path, "init", "-q", "-b", "main")
-    git(tmp_path, "config", "user.email", "test@example.invalid")
-    git(tmp_path, "config", "user.name", "test")
+    new_repo(tmp_path)
     commit(tmp_path, example_data(), "base")
     return tmp_path
 
@@ -200,3 +187,11 @@ def test_diff_with_unknown_revision_exits_2(repo: Path) -> None:
     assert result.returncode == 2
     assert "'no-such-branch': no such revision" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_readme_states_the_exit_codes_each_command_returns() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for command, codes in EXIT_CODES.items():
+        row = re.search(rf"^\| `{command}` \| (.*) \|$", readme, re.MULTILINE)
+        assert row, f"no README row for {command}"
+        assert {int(code) for code in re.findall(r"`(\d)`", row[1])} == set(codes), command

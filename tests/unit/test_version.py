@@ -73,3 +73,23 @@ def test_range_matching(range_text: str, version: str, inside: bool) -> None:
 def test_invalid_ranges(text: str) -> None:
     with pytest.raises(ValueError, match="is not a semver range"):
         VersionRange.parse(text)
+
+
+def test_whitespace_in_ranges_is_collapsed_before_node_semver() -> None:
+    """node-semver backtracks on runs of spaces; the parser never hands it one."""
+    assert VersionRange.parse(">=1.0.0    <2.0.0").contains(MicoVersion.parse("1.5.0"))
+    with pytest.raises(ValueError, match="is not a semver range"):
+        VersionRange.parse("1.0.0" + " " * 240 + "<")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (">=1.0.0 " * 40, "a version range is at most 256 characters"),
+        ("1.0.0; rm -rf /", "is not a semver range"),
+        ("https://u:hunter2@h", "is not a semver range"),
+    ],
+)
+def test_ranges_outside_the_grammar_never_reach_node_semver(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        VersionRange.parse(text)
