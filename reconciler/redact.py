@@ -1,48 +1,61 @@
 """Credentials never reach a log line, an error message or the history.
 
-Two forms carry them: a URL's user info (`https://user:token@host`, also when a password holds
-spaces, newlines or '@') and scp-like git locations (`user:password@host:path`). Plain text
-such as `bob@example.com` or `git@github.com:org/repo` is left alone.
+Three forms carry them: a URL's user info (`https://user:token@host`, also when the password
+holds spaces, newlines, '@', '/', '?', '#' or quotes, and when a path normalisation left one
+slash: `https:/user:token@host`), scp-like git locations (`user:password@host:path`, also
+quoted with spaces in the password) and query parameters that name a secret (`?token=...`).
+Plain text such as `bob@example.com` or `git@github.com:org/repo` is left alone; when in doubt,
+more is hidden rather than less.
 """
 
 from __future__ import annotations
 
 import re
 
-#: Where a URL's authority ends; quotes end it too, as messages quote values.
-_AUTHORITY_END = re.compile(r"[/?#'\"`<>]")
-#: How far after `://` user info is looked for, so the cost stays linear.
+#: Where a URL's user info may start: after `scheme:/`, `scheme://` (any number of slashes).
+_AFTER_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/+")
+_SPACE = re.compile(r"\s")
+#: How far after the scheme user info is looked for, so the cost stays linear.
 _WINDOW = 4096
-_SCP_PASSWORD = re.compile(r"(?<![\w.~+-])[\w.~+-]+:[^\s@/'\":]+@(?=[A-Za-z0-9][A-Za-z0-9.-]*:)")
+#: `user:password@host...` where the password has no space and does not start with '/'.
+_SCP = re.compile(r"(?<![\w.~+-])[\w.~+-]+:(?=[^\s@/])[^\s@]{0,4096}@")
+#: The same inside a quoted value, where the password may hold spaces.
+_SCP_QUOTED = re.compile(r"(?<=['\"])[\w.~+-]+:(?=[^\s@/])[^'\"@\n]{0,4096}@")
+_SECRET_QUERY = re.compile(
+    r"([?&;](?:access_token|private_token|token|password|passwd|pwd|secret|client_secret|"
+    r"api_key|apikey|key|auth|sig|signature)=)[^&;\s'\"#]+",
+    re.IGNORECASE,
+)
 
 
 def redact(text: str) -> str:
-    """Hide credentials (https://user:token@host -> https://***@host, u:pw@h:path -> ***@h:path)."""
+    """Hide credentials (https://user:token@host -> https://***@host, u:pw@h:path -> ***@h:path,
+    ?token=abc -> ?token=***)."""
+    if "=" in text:
+        text = _SECRET_QUERY.sub(r"\1***", text)
     if "@" not in text:
         return text
-    return _redact_user_info(_SCP_PASSWORD.sub("***@", text))
+    text = _redact_user_info(text)
+    return _SCP.sub("***@", _SCP_QUOTED.sub("***@", text))
 
 
 def _redact_user_info(text: str) -> str:
     parts: list[str] = []
     done = 0
-    found = text.find("://")
-    while found >= 0:
-        start = found + 3
-        found = text.find("://", start)
+    for scheme in _AFTER_SCHEME.finditer(text):
+        start = scheme.end()
         if start < done:
             continue  # inside user info already hidden
-        limit = min(len(text), start + _WINDOW)
-        end = _AUTHORITY_END.search(text, start, limit)
-        at = text.rfind("@", start, end.start() if end else limit)
-        if at < start:
-            continue
-        info = text[start:at]
-        words = info.split()
-        # "https://host is down, ask bob@corp" has no user info; a password with a space
-        # ("https://u:pa ss@h") shows itself by the ':' before its first space
-        if len(words) != 1 and not (words and ":" in words[0] and not info[0].isspace()):
+        window = text[start : start + _WINDOW]
+        space = _SPACE.search(window)
+        first_word_end = space.start() if space else len(window)
+        at = window.rfind("@", 0, first_word_end)
+        if at < 0 and space and ":" in window[:first_word_end] and first_word_end > 0:
+            # a password with a space or newline ("https://u:pa ss@h") shows itself by the ':'
+            # before its first space; "https://host is down, ask bob@corp" has none
+            at = window.find("@", first_word_end)
+        if at < 0:
             continue
         parts += [text[done:start], "***"]
-        done = at
+        done = start + at
     return "".join(parts) + text[done:]

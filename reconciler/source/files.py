@@ -15,8 +15,10 @@ import os
 import posixpath
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import git
 
@@ -198,16 +200,16 @@ def _commit(repo: git.Repo, repo_dir: Path, revision: str) -> str:
         )
     if not revision or revision.startswith("-") or _CONTROL.search(revision):
         raise SourceError(f"{quote(revision)}: not a revision")
-    try:
-        return str(repo.git.rev_parse("--verify", "--quiet", "--end-of-options", revision + "^{commit}"))
-    except git.GitCommandError:
-        pass
-    try:
-        kind = repo.git.cat_file("-t", "--end-of-options", revision)
-    except git.GitCommandError:
-        kind = ""
-    if kind in ("tree", "blob"):
-        raise SourceError(f"{quote(revision)}: names a {kind}, not a commit") from None
+    # the object first, then its commit: a suffix appended to the revision would change the
+    # meaning of forms such as `:/message`; a full id verifies even when no object has it
+    found = _answer(repo.git.rev_parse, "--verify", "--quiet", "--end-of-options", revision)
+    if found:
+        commit = _answer(repo.git.rev_parse, "--verify", "--quiet", found + "^{commit}")
+        if commit:
+            return commit
+        kind = _answer(repo.git.cat_file, "-t", found)
+        if kind:
+            raise SourceError(f"{quote(revision)}: names a {kind}, not a commit")
     message = f"{quote(revision)}: no such revision in {where}"
     if _shallow(repo):
         message += (
@@ -216,6 +218,14 @@ def _commit(repo: git.Repo, repo_dir: Path, revision: str) -> str:
             "actions/checkout with `fetch-depth: 0`)"
         )
     raise SourceError(message) from None
+
+
+def _answer(command: Callable[..., Any], *args: str) -> str:
+    """A git command's output, or "" when git refuses."""
+    try:
+        return str(command(*args))
+    except git.GitCommandError:
+        return ""
 
 
 def _shallow(repo: git.Repo) -> bool:

@@ -7,6 +7,7 @@ problems and never stops the others, so one run reports every error.
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 import re
@@ -24,7 +25,7 @@ from reconciler.spec.model import (
     ServiceDeployment,
 )
 from reconciler.spec.problems import Origin, Problem
-from reconciler.spec.version import MicoVersion, VersionRange
+from reconciler.spec.version import MicoVersion, VersionRange, VersionSet
 
 T = TypeVar("T")
 
@@ -75,20 +76,33 @@ class _Checker:
         self.broken = broken_short_names
         self.problems: list[Problem] = []
         self.versions: dict[str, list[tuple[MicoVersion, Sourced[Service]]]] = defaultdict(list)
+        self._by_identity: dict[tuple[str, MicoVersion], Service] = {}
         for sourced in services:
             parsed = _version(sourced.item.version)
             if parsed is not None:
                 self.versions[sourced.item.short_name].append((parsed, sourced))
+                self._by_identity.setdefault((sourced.item.short_name, parsed), sourced.item)
+        self._version_sets: dict[str, VersionSet] = {}
 
     def add(self, origin: Origin, message: str, *path: str | int) -> None:
         self.problems.append(origin.problem(message, *path))
 
     def resolve(self, short_name: str, version: str) -> Service | None:
         wanted = _version(version)
-        for parsed, sourced in self.versions.get(short_name, []):
-            if parsed == wanted:
-                return sourced.item
-        return None
+        return None if wanted is None else self._by_identity.get((short_name, wanted))
+
+    def version_set(self, short_name: str) -> VersionSet:
+        if short_name not in self._version_sets:
+            self._version_sets[short_name] = VersionSet.of(v for v, _ in self.versions[short_name])
+        return self._version_sets[short_name]
+
+    @functools.cache  # noqa: B019 - one checker per load; thousands of problems may name a service
+    def listed_versions(self, short_name: str) -> str:
+        """The highest versions defined, newest first, and how many more there are."""
+        versions = sorted(v for v, _ in self.versions[short_name])
+        shown = ", ".join(str(v) for v in reversed(versions[-_LISTED_VERSIONS:]))
+        more = len(versions) - _LISTED_VERSIONS
+        return f"{shown} and {more} more" if more > 0 else shown
 
     # -- services -----------------------------------------------------------------------------
 
@@ -206,8 +220,8 @@ class _Checker:
                         d,
                         "shortName",
                     )
-                elif not any(wanted.contains(v) for v, _ in candidates):
-                    have = ", ".join(sorted(s.item.version for _, s in candidates))
+                elif not wanted.satisfied_by_any(self.version_set(dependency.short_name)):
+                    have = self.listed_versions(dependency.short_name)
                     self.add(
                         sourced.origin,
                         f"no version of {dependency.short_name!r} satisfies "
@@ -348,6 +362,7 @@ class _Checker:
                 service = self.resolve(entry.short_name, entry.version)
                 if service is not None:
                     groups[instance_key(service, entry)].append((sourced, e))
+        self._unique_service_names(groups)
         for members in groups.values():
             first_app, first_e = members[0]
             first = first_app.item.services[first_e]
@@ -367,6 +382,29 @@ class _Checker:
                             e,
                             alias,
                         )
+
+    def _unique_service_names(
+        self, groups: dict[tuple[str, str, str], list[tuple[Sourced[Application], int]]]
+    ) -> None:
+        """`<shortName>-<hash>-<interface>` of two instances can be made equal (a shortName that
+        ends like another's name and hash); one would overwrite the other's Service."""
+        seen: dict[str, tuple[tuple[str, str, str], Sourced[Application], int]] = {}
+        for key, members in groups.items():
+            service = self.resolve(key[0], key[1])
+            app, e = members[0]
+            instance = names.instance_name(key[0], key[1], key[2] or None)
+            for interface in service.interfaces if service else ():
+                name = names.kubernetes_service_name(instance, interface.name)
+                first_key, first_app, first_e = seen.setdefault(name, (key, app, e))
+                if first_key != key:
+                    self.add(
+                        app.origin,
+                        f"the Service name {name!r} of interface {interface.name!r} is also the name "
+                        f"of a Service of {first_key[0]!r} {first_key[1]} "
+                        f"({first_app.origin.describe('services', first_e)}); rename the interface",
+                        "services",
+                        e,
+                    )
 
     def _check_size(
         self, origin: Origin, e: int, entry: ServiceDeployment, applications: list[Application]
@@ -402,6 +440,10 @@ class _Checker:
         self.applications_shape()
         self.sharing()
         return self.problems
+
+
+#: Versions a "no version satisfies" problem lists, so its line stays short.
+_LISTED_VERSIONS = 5
 
 
 def _version(text: str) -> MicoVersion | None:

@@ -6,9 +6,12 @@ Ranges use npm's grammar (`^1.2`, `>=1.0.0 <2.0.0`, `1.x || 2.x`) because python
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import nodesemver
 import semver
@@ -76,8 +79,50 @@ class VersionRange:
             raise ValueError(f"{shown} is not a semver range (e.g. '^1.2', '>=1.0.0 <2.0.0')")
         return cls(text, normalized)
 
-    def contains(self, version: MicoVersion) -> bool:
-        return bool(_satisfies(str(version.semver), self.normalized))
+    def satisfied_by_any(self, versions: VersionSet) -> bool:
+        """Whether a version satisfies the range, in log time per comparator set: a config may
+        define thousands of versions and thousands of dependencies on them."""
+        compiled = nodesemver.make_range(self.normalized, False)
+        for comparators in compiled.set:
+            # the smallest release above every lower bound is the one candidate: if it breaks an
+            # upper bound, every larger one does too
+            start = 0
+            for comparator in comparators:
+                if comparator.operator in (">=", "", "="):
+                    start = max(start, bisect.bisect_left(versions.releases, _Ordered(comparator.semver)))
+                elif comparator.operator == ">":
+                    start = max(start, bisect.bisect_right(versions.releases, _Ordered(comparator.semver)))
+            if start < len(versions.releases) and compiled.test(versions.releases[start].semver):
+                return True
+        # a prerelease satisfies only comparators of its own major.minor.patch (npm's rule)
+        return any(compiled.test(v) for v in versions.prereleases)
+
+
+class _Ordered:
+    """A node-semver version ordered by SemVer precedence (its own class has no `<`)."""
+
+    __slots__ = ("semver",)
+
+    def __init__(self, version: Any) -> None:
+        self.semver = version
+
+    def __lt__(self, other: _Ordered) -> bool:
+        return bool(self.semver.compare(other.semver) < 0)
+
+
+@dataclass(frozen=True)
+class VersionSet:
+    """The versions of one service as node-semver reads them: releases sorted, prereleases apart."""
+
+    releases: list[_Ordered]
+    prereleases: list[Any]
+
+    @classmethod
+    def of(cls, versions: Iterable[MicoVersion]) -> VersionSet:
+        parsed = [nodesemver.make_semver(str(v.semver), False) for v in versions]
+        return cls(
+            sorted(_Ordered(v) for v in parsed if not v.prerelease), [v for v in parsed if v.prerelease]
+        )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -87,8 +132,3 @@ def _valid_range(text: str) -> str | None:
     except (ValueError, TypeError, AttributeError, IndexError):
         return None
     return None if result is None else str(result)
-
-
-@functools.lru_cache(maxsize=65536)
-def _satisfies(version: str, normalized_range: str) -> bool:
-    return bool(nodesemver.satisfies(version, normalized_range, False))

@@ -113,6 +113,17 @@ def test_annotated_tags_and_reflog_forms_work(history: Path) -> None:
     git(history, "checkout", "-q", "-b", "feature")
     git(history, "checkout", "-q", "main")
     assert diff(history, "@{-1}", "main", "--path", "config").returncode == 0
+    by_message = diff(history, ":/base", "HEAD", "--path", "config")
+    assert by_message.returncode == 1, by_message.stderr
+    assert by_message.stdout.startswith("Comparing :/base@")
+
+
+def test_a_repository_url_given_as_the_diff_repository_is_redacted() -> None:
+    """The path normalisation of `--repo` turns `https://` into `https:/`; still no password."""
+    result = run("diff", "--repo", f"https://u:{SECRET}@h/x", "--base", "HEAD~1", "--head", "HEAD")
+    assert result.returncode == 2
+    assert "not a git repository" in result.stderr
+    no_leak(result)
 
 
 @pytest.mark.parametrize(

@@ -335,6 +335,18 @@ def test_every_rendered_name_label_and_annotation_is_valid_for_kubernetes(data: 
         ('labels["u:hunter2@h:p"]', 'labels["***@h:p"]'),
         ("docker.io/team/x-user:hunter2@h:p", "docker.io/team/***@h:p"),
         ("809https://u:hunter2@h0", "809https://***@h0"),
+        ("https://u:hunter2/x@github.com/x.git", "https://***@github.com/x.git"),
+        ("https://u:hunter2?x@h/x", "https://***@h/x"),
+        ("https://u:hunter2#x@h", "https://***@h"),
+        ("https://u:hunter2`x@h/x", "https://***@h/x"),
+        ("https://u:hunter2<x@h/x", "https://***@h/x"),
+        ("https:/u:hunter2@h/x", "https:/***@h/x"),  # a path normalisation ate a slash
+        ("'u:hunter2 x@h:p': no such revision", "'***@h:p': no such revision"),
+        ("u:pw/hunter2@h:p", "***@h:p"),
+        ("u:hunter2@-h:path", "***@-h:path"),
+        ("u:hunter2@h", "***@h"),
+        ("https://github.com/x.git?token=hunter2&ref=main", "https://github.com/x.git?token=***&ref=main"),
+        ("repo: git@github.com:org/repo.git", "repo: git@github.com:org/repo.git"),
         ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
         ("mail bob@example.com", "mail bob@example.com"),
         ("https://host is down, ask bob@corp", "https://host is down, ask bob@corp"),
@@ -352,7 +364,7 @@ def test_problems_redact_and_escape_every_field() -> None:
     problem = Problem(
         "f\n.yaml", 1, 2, 'x["https://u:hunter2@h"]', "bad\r\nvalue 'u:pw 1@h:p'\u2028 \x1b[31m"
     )
-    assert str(problem) == "f\\n.yaml:1:2: x[\"https://***@h\"]: bad\\r\\nvalue 'u:pw 1@h:p'\\u2028 \\x1b[31m"
+    assert str(problem) == "f\\n.yaml:1:2: x[\"https://***@h\"]: bad\\r\\nvalue '***@h:p'\\u2028 \\x1b[31m"
     assert problem.as_dict()["field"] == 'x["https://***@h"]'
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.spec import SpecError, load
+from reconciler.spec import SpecError, load, names
 from tests.helpers import dump, example_data
 
 Data = dict[str, Any]
@@ -523,3 +523,32 @@ def test_undeployed_applications_may_disagree_with_shared_ones() -> None:
     data = example_data()
     _extra_app(data, deploy=False, services=[{"shortName": BACK, "version": "v1.0.0", "env": {"MODE": "x"}}])
     load({"mico.yaml": dump(data)})
+
+
+def test_services_of_two_instances_may_not_share_a_name() -> None:
+    """`abc` + interface `xxx-<hash>-yyy` and `abc-<hash>-xxx` + interface `yyy` both name
+    their Service `abc-<hash>-xxx-<hash>-yyy`."""
+    data = example_data()
+    suffix = names.instance_name("abc-x7lsfoeq-xxx", "1.0.0", None).removeprefix("abc-x7lsfoeq-xxx-")
+    assert names.instance_name("abc", "1.0.0", None) == "abc-x7lsfoeq"
+    ports = [{"port": 80, "targetPort": 80}]
+    data["services"] += [
+        {
+            "shortName": short_name,
+            "version": "1.0.0",
+            "name": short_name,
+            "image": "docker.io/library/nginx:1",
+            "interfaces": [{"name": interface, "ports": ports}],
+        }
+        for short_name, interface in (("abc", f"xxx-{suffix}-yyy"), ("abc-x7lsfoeq-xxx", "yyy"))
+    ]
+    app(data, "realworld")["services"] += [
+        {"shortName": "abc", "version": "1.0.0"},
+        {"shortName": "abc-x7lsfoeq-xxx", "version": "1.0.0"},
+    ]
+    with pytest.raises(SpecError) as caught:
+        load({"mico.yaml": dump(data)})
+    (problem,) = caught.value.problems
+    assert problem.field == "applications[0].services[3]"
+    assert f"the Service name 'abc-x7lsfoeq-xxx-{suffix}-yyy' of interface 'yyy'" in problem.message
+    assert "is also the name of a Service of 'abc' 1.0.0 (mico.yaml:" in problem.message

@@ -1,11 +1,12 @@
 import re
 
+import nodesemver
 import pytest
 import semver
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.spec.version import VERSION_PATTERN, MicoVersion, VersionRange
+from reconciler.spec.version import VERSION_PATTERN, MicoVersion, VersionRange, VersionSet
 
 prefixes = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", max_size=3)
 numbers = st.integers(min_value=0, max_value=10_000)
@@ -66,7 +67,8 @@ def test_invalid_versions(text: str) -> None:
     ],
 )
 def test_range_matching(range_text: str, version: str, inside: bool) -> None:
-    assert VersionRange.parse(range_text).contains(MicoVersion.parse(version)) is inside
+    versions = VersionSet.of([MicoVersion.parse(version)])
+    assert VersionRange.parse(range_text).satisfied_by_any(versions) is inside
 
 
 @pytest.mark.parametrize("text", ["", "  ", "banana", ">=1.0.0 <", "^^1"])
@@ -77,7 +79,9 @@ def test_invalid_ranges(text: str) -> None:
 
 def test_whitespace_in_ranges_is_collapsed_before_node_semver() -> None:
     """node-semver backtracks on runs of spaces; the parser never hands it one."""
-    assert VersionRange.parse(">=1.0.0    <2.0.0").contains(MicoVersion.parse("1.5.0"))
+    assert VersionRange.parse(">=1.0.0    <2.0.0").satisfied_by_any(
+        VersionSet.of([MicoVersion.parse("1.5.0")])
+    )
     with pytest.raises(ValueError, match="is not a semver range"):
         VersionRange.parse("1.0.0" + " " * 240 + "<")
 
@@ -93,3 +97,35 @@ def test_whitespace_in_ranges_is_collapsed_before_node_semver() -> None:
 def test_ranges_outside_the_grammar_never_reach_node_semver(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         VersionRange.parse(text)
+
+
+small_versions = st.builds(
+    lambda c, p: c + p,
+    st.tuples(*[st.integers(0, 3)] * 3).map(lambda t: f"{t[0]}.{t[1]}.{t[2]}"),
+    st.sampled_from(["", "", "-rc.1", "-0"]),
+)
+ranges = st.sampled_from(
+    [
+        "*",
+        "1.x",
+        "^1.2",
+        "~0.1.0",
+        ">=1.0.0 <2.0.0",
+        ">1.1.1",
+        "<=2.0.0",
+        "1.1.1",
+        "0.x || >=3.0.0",
+        ">=1.0.0-rc.1 <1.0.1",
+        "2.3.3-0",
+        ">2.0.0-rc.1",
+        "1.2.3 - 2.0.0",
+        "<0.0.1",
+    ]
+)
+
+
+@given(st.lists(small_versions, max_size=12), ranges)
+def test_satisfied_by_any_agrees_with_node_semver(versions: list[str], range_text: str) -> None:
+    """The bisecting search gives npm's answer: some version satisfies iff max_satisfying finds one."""
+    found = VersionRange.parse(range_text).satisfied_by_any(VersionSet.of(map(MicoVersion.parse, versions)))
+    assert found is (nodesemver.max_satisfying(versions, range_text, False) is not None)
