@@ -754,6 +754,9 @@ def _history(args: argparse.Namespace) -> int:
                 f"         build {build['job']} (attempt {build['attempt']}): {build['outcome']}"
                 f"{': ' + build['reason'] if build['reason'] else ''}"
             )
+        for topic in run["topics"]:
+            detail = f": {topic['detail']}" if topic["detail"] else ""
+            print(f"         topic {topic['name']}: {topic['state']}{detail}")
         for problem in run["problems"]:
             print(
                 f"         {problem['file']}:{problem['line']}:{problem['column']}: {problem['field']}: "

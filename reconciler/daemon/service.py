@@ -97,22 +97,22 @@ def serve(engine: Engine, options: DaemonOptions) -> None:
         coalescer.trigger("startup")
         stop.wait()
 
+    leadership = None
     if options.lease_api is None:
         threading.Thread(target=reconcile_while_leading, name="leader", daemon=True).start()
     else:
+        leadership = lease.Leadership(
+            options.lease_api,
+            namespace=options.lease_namespace,
+            name=lease.lease_name(engine.options.tracking),
+        )
         threading.Thread(
-            target=lease.lead,
-            name="lease",
-            daemon=True,
-            kwargs={
-                "api": options.lease_api,
-                "namespace": options.lease_namespace,
-                "name": lease.lease_name(engine.options.tracking),
-                "on_leading": reconcile_while_leading,
-            },
+            target=leadership.lead, args=[reconcile_while_leading], name="lease", daemon=True
         ).start()
     stop.wait()
     if scheduler.running:
         scheduler.shutdown(wait=False)
-    coalescer.stop()
+    coalescer.stop()  # the run in progress finishes (its history is written) before the hand-over
+    if leadership is not None:
+        leadership.release()
     server.shutdown()

@@ -401,6 +401,14 @@ class Store:
                         (run["id"],),
                     )
                 ]
+                run["topics"] = [  # what the run did or found; topics merely present are left out
+                    self._checked("run_topics", r, _TOPIC_COLUMNS)
+                    for r in db.execute(
+                        "SELECT name, state, detail FROM run_topics WHERE run_id = ? AND state != 'exists' "
+                        "ORDER BY name",
+                        (run["id"],),
+                    )
+                ]
                 run["problems"] = [
                     self._checked("run_problems", r, _PROBLEM_COLUMNS)
                     for r in db.execute(

@@ -516,6 +516,25 @@ def test_leader_election_lets_one_replica_reconcile(
     assert leader.runs()[0]["outcome"] == "succeeded"
 
 
+def test_sigterm_hands_the_lease_to_a_waiting_replica_at_once(
+    start_daemon: Callable[..., Daemon],
+    config_repo: ConfigRepo,
+) -> None:
+    config_repo.push(example_data())
+    leader = start_daemon("leader.db")
+    follower = start_daemon("follower.db", wait_for_run=False)
+    time.sleep(2)  # the follower has polled the lease and found it held
+    assert follower.runs() == [], "a follower reconciled"
+    leader.process.send_signal(signal.SIGTERM)
+    assert leader.process.wait(timeout=30) == 0
+    # the lease duration is 15 s: leading within 2 s means the lease was released, not expired
+    eventually(lambda: follower.runs() != [], timeout=2, what="the follower to lead")
+    with sqlite3.connect(leader.state_db) as db:
+        outcomes = [row[0] for row in db.execute("SELECT outcome FROM runs")]
+    assert outcomes == ["succeeded"], "the leader's run was not finished cleanly"
+    eventually(lambda: [r["outcome"] for r in follower.runs()] == ["succeeded"], timeout=60, what="its run")
+
+
 def _many_services(count: int) -> dict[str, Any]:
     configs = [_small_app(f"s{i:03d}") for i in range(count)]
     return {

@@ -72,6 +72,9 @@ def test_the_messaging_topics_exist_with_the_configured_partitions(
     second = engine.run("test")
     assert operations() == before, "a second sync performed a topic operation"
     assert {state for state, _ in second.topics.values()} == {"exists"}
+    second_record, first_record = engine.store.runs(limit=2)
+    assert {t["name"]: t["state"] for t in first_record["topics"]} == dict.fromkeys(wanted, "created")
+    assert second_record["topics"] == [], "topics merely present are not history"
 
 
 def test_a_topic_dropped_from_the_spec_is_kept_and_reported_as_orphaned(
@@ -104,6 +107,20 @@ def test_a_topic_dropped_from_the_spec_is_kept_and_reported_as_orphaned(
     deleting = make_engine(state="state.db", topic_deletion=True)
     assert deleting.run("test").topics[dropped][0] == "deleted"
     assert dropped not in broker_topics(platform)
+    deleted_run, orphaning_run = deleting.store.runs(limit=2)
+    assert [(t["name"], t["state"]) for t in orphaning_run["topics"]] == [
+        (dropped, "orphaned"),
+        (f"{kafka_prefix}validated", "created"),
+    ]
+    assert [(t["name"], t["state"]) for t in deleted_run["topics"]] == [(dropped, "deleted")]
+    history = subprocess.run(
+        [sys.executable, "-m", "reconciler", "history", "--state-db", engine.store.path],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"topic {dropped}: deleted" in history
+    assert f"topic {dropped}: orphaned: no longer named by the config; kept" in history
 
 
 def test_with_the_broker_down_kubernetes_converges_and_topics_follow_later(
