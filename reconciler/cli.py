@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from reconciler import __version__, logs
 from reconciler.plan import tracking_id
+from reconciler.plan.health import service_view
 from reconciler.redact import redact
 from reconciler.render import Settings, render
 from reconciler.render import settings as render_settings
@@ -77,7 +78,7 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     "history": {EXIT_OK: "printed", EXIT_ERROR: f"{_USAGE}, no state database, or {_STATE_DB}"},
     "status": {
         EXIT_OK: "printed",
-        EXIT_NO: "no status for the application asked for",
+        EXIT_NO: "no status for the application or service asked for",
         EXIT_ERROR: f"{_USAGE}, no state database, or {_STATE_DB}",
     },
     "schema": {EXIT_OK: "printed", EXIT_ERROR: "usage error"},
@@ -108,7 +109,7 @@ examples:
 every flag also has an environment variable: MICO_ and the flag's name in capitals (MICO_REPO,
 MICO_INTERVAL, MICO_SELF_HEAL=false, ...). Logs are JSON lines on stderr. Every setting, file and
 the state database are checked before the daemon connects to the cluster or serves.
-endpoints: /metrics /healthz /readyz /api/applications[/NAME] /api/history
+endpoints: /metrics /healthz /readyz /api/applications[/NAME] /api/services/NAME /api/history
            POST /webhook/github (X-Hub-Signature-256), POST /webhook/generic (Authorization: Bearer SECRET)
 """
 _SYNC_EXAMPLES = """\
@@ -500,6 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "status":
             command.add_argument("app", nargs="?", help="one application's shortName")
+            command.add_argument(
+                "--service",
+                type=_file_path,
+                metavar="SHORTNAME[@VERSION]",
+                help="one service's instances instead: replicas, pods, the applications using it",
+            )
         else:
             _option(command, "--app", help="only runs that assessed this application")
             _option(command, "--limit", type=_POSITIVE_INTEGER, default=20)
@@ -767,6 +774,8 @@ def _history(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     store = Store(args.state_db, readonly=True)
+    if args.service is not None:
+        return _service_status(store, args)
     statuses = store.statuses(args.app)
     orphans = [t["name"] for t in store.topic_states() if t["state"] == "orphaned"]
     if args.app and not statuses:
@@ -791,25 +800,62 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _service_status(store: Store, args: argparse.Namespace) -> int:
+    short_name, _, version = args.service.partition("@")
+    instances = service_view(store.statuses(), short_name, version or None)
+    if not instances:
+        print(f"mico-reconciler: no status for service {args.service!r}", file=sys.stderr)
+        return EXIT_NO
+    if args.output == "json":
+        print(json.dumps({"service": short_name, "instances": instances}, indent=2))
+        return EXIT_OK
+    try:
+        lines = [line for info in instances for line in _instance_lines(info["instance"], info)]
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        raise StoreError(f"{args.state_db}: damaged state database: a service status is malformed") from err
+    print("\n".join(lines))
+    return EXIT_OK
+
+
 def _status_lines(status: dict[str, Any]) -> Iterator[str]:
     """One application's status as text; `detail` is as the engine wrote it, or raises."""
+    totals = status["detail"].get("totals")
+    counts = (
+        f", {totals['availableReplicas']}/{totals['requestedReplicas']} replicas available, "
+        f"{totals['pods']} pods"
+        if totals
+        else ""
+    )
     yield (
         f"{status['app']} {status['version']}: {status['deployment']}, {status['sync']} "
-        f"(revision {(status['revision'] or '-')[:12]})"
+        f"(revision {(status['revision'] or '-')[:12]}){counts}"
     )
     for instance, info in sorted(status["detail"].get("instances", {}).items()):
-        if "requestedReplicas" in info:
-            yield f"  {instance}: {info['availableReplicas']}/{info['requestedReplicas']} available"
-            for pod in info["pods"]:
-                yield f"    pod {pod['name']}: {pod['phase']} on {pod['node']}, {pod['restarts']} restarts"
-        for interface, service in sorted(info.get("interfaces", {}).items()):
-            ips = ", ".join(service["externalIPs"]) or "no external IP"
-            yield f"    interface {interface}: Service {service['service']} ({ips})"
+        yield from _instance_lines(instance, info)
     for topic in status["detail"].get("topics", []):
         yield f"  topic {topic['name']}: {topic['state']}"
     for build in status["detail"].get("builds", []):
         tail = f"\n      {build['logTail']}" if build.get("logTail") else ""
         yield f"  build {build['job']} {build['state']}: {build['reason']}{tail}"
+
+
+def _instance_lines(instance: str, info: dict[str, Any]) -> Iterator[str]:
+    if "requestedReplicas" in info:
+        using = ", ".join(info.get("applicationsUsingThisService", []))
+        yield (
+            f"  {instance}: {info['availableReplicas']}/{info['requestedReplicas']} available"
+            f"{f' (used by {using})' if using else ''}"
+        )
+        for pod in info["pods"]:
+            host = f" ({pod['hostIP']})" if pod.get("hostIP") else ""
+            started = f", started {pod['startTime']}" if pod.get("startTime") else ""
+            yield (
+                f"    pod {pod['name']}: {pod['phase']} on {pod['node']}{host}{started}, "
+                f"{pod['restarts']} restarts"
+            )
+    for interface, service in sorted(info.get("interfaces", {}).items()):
+        ips = ", ".join(service["externalIPs"]) or "no external IP"
+        yield f"    interface {interface}: Service {service['service']} ({ips})"
 
 
 def _schema(_: argparse.Namespace) -> int:

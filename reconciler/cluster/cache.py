@@ -191,6 +191,8 @@ def slim(obj: Manifest) -> Manifest:
         "spec": {"nodeName": obj.get("spec", {}).get("nodeName")},
         "status": {
             "phase": status.get("phase"),
+            "hostIP": status.get("hostIP"),
+            "startTime": status.get("startTime"),
             "containerStatuses": [
                 {"restartCount": c.get("restartCount", 0)} for c in status.get("containerStatuses") or []
             ],

@@ -15,10 +15,11 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from reconciler.plan.health import service_view
 from reconciler.store import Store, StoreError
 
 log = logging.getLogger("mico_reconciler.http")
@@ -84,6 +85,13 @@ class Endpoints:
             name = url.path.removeprefix("/api/applications/")
             found = self.store.statuses(name)
             _json(request, 200 if found else 404, found or {"error": f"no application {name!r}"})
+        elif url.path.startswith("/api/services/"):
+            short_name, _, version = unquote(url.path.removeprefix("/api/services/")).partition("@")
+            instances = service_view(self.store.statuses(), short_name, version or None)
+            if instances:
+                _json(request, 200, {"service": short_name, "instances": instances})
+            else:
+                _json(request, 404, {"error": "no such service"})
         elif url.path == "/api/history":
             limit = query.get("limit", ["20"])[0]
             if not (limit.isascii() and limit.isdigit()):

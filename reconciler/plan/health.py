@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.plan import Manifest, ObjectRef
 from reconciler.render.labels import applications_of
+from reconciler.spec.names import label_safe
 
 
 class DeploymentStatus(StrEnum):
@@ -83,6 +84,8 @@ def assess(
                 progressing = progressing or available < requested
                 services[ref.name] = {
                     "service": obj["metadata"]["labels"].get("ust.mico/name"),
+                    "version": obj["metadata"]["labels"].get("ust.mico/version"),
+                    "applicationsUsingThisService": sorted(applications_of(obj)),
                     "requestedReplicas": requested,
                     "availableReplicas": available,
                     "pods": [
@@ -118,7 +121,15 @@ def assess(
             status = DeploymentStatus.PENDING
         else:
             status = DeploymentStatus.DEPLOYED
-        detail: dict[str, Any] = {"instances": services}
+        deployments = [i for i in services.values() if "requestedReplicas" in i]
+        detail: dict[str, Any] = {
+            "instances": services,
+            "totals": {
+                "pods": sum(len(i["pods"]) for i in deployments),
+                "requestedReplicas": sum(i["requestedReplicas"] for i in deployments),
+                "availableReplicas": sum(i["availableReplicas"] for i in deployments),
+            },
+        }
         if builds:
             detail["builds"] = builds
         statuses.append(AppStatus(short_name, version, status, sync, detail))
@@ -131,5 +142,22 @@ def _pod(pod: Manifest) -> dict[str, Any]:
         "name": pod["metadata"]["name"],
         "phase": status.get("phase", "Unknown"),
         "node": pod.get("spec", {}).get("nodeName"),
+        "hostIP": status.get("hostIP"),
+        "startTime": status.get("startTime"),
         "restarts": sum(c.get("restartCount", 0) for c in status.get("containerStatuses", []) or []),
     }
+
+
+def service_view(
+    statuses: Iterable[Mapping[str, Any]], short_name: str, version: str | None
+) -> list[dict[str, Any]]:
+    """MICO's view of one service: each of its instances (of one version, or all) as the latest
+    application statuses report them; an instance shared by applications appears once."""
+    found: dict[str, dict[str, Any]] = {}
+    for status in statuses:
+        for name, instance in status["detail"].get("instances", {}).items():
+            if instance.get("service") == short_name and (
+                version is None or instance.get("version") == label_safe(version)
+            ):
+                found.setdefault(name, {"instance": name, **instance})
+    return [found[name] for name in sorted(found)]

@@ -502,6 +502,54 @@ def test_prometheus_scrapes_the_daemon(
         target.unlink()
 
 
+def test_status_of_a_shared_service_as_mico_reported_it(
+    start_daemon: Callable[..., Daemon],
+    config_repo: ConfigRepo,
+) -> None:
+    config_repo.push(_shared((1,)))  # the backend: realworld's 2 replicas + shop-0's 1
+    daemon = start_daemon("status.db")
+
+    def service_status() -> dict[str, Any]:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "status",
+                "--state-db",
+                str(daemon.state_db),
+                "--service",
+                f"{BACKEND}@v1.0.0",
+                "--output",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return json.loads(result.stdout) if result.returncode == 0 else {}
+
+    def all_running() -> bool:
+        instances = service_status().get("instances", [])
+        pods = [p for i in instances for p in i["pods"]]
+        return len(pods) == 3 and all(p["phase"] == "Running" for p in pods)
+
+    eventually(all_running, timeout=90, what="the shared backend's three pods Running in its status")
+    (instance,) = service_status()["instances"]
+    assert instance["applicationsUsingThisService"] == ["realworld@v1.0.0", "shop-0@v1.0.0"]
+    assert (instance["requestedReplicas"], instance["availableReplicas"]) == (3, 3)
+    for pod in instance["pods"]:
+        assert pod["node"] in ("kwok-node-0", "kwok-node-1")
+        assert pod["hostIP"]
+        assert pod["startTime"]
+        assert pod["restarts"] == 0
+    served = json.loads(daemon.get(f"/api/services/{BACKEND}")[1])
+    assert served == service_status()
+    assert daemon.get("/api/services/no-such-service")[0] == 404
+    shop = json.loads(daemon.get("/api/applications/shop-0")[1])[0]
+    assert shop["detail"]["totals"] == {"pods": 3, "requestedReplicas": 3, "availableReplicas": 3}
+
+
 def test_leader_election_lets_one_replica_reconcile(
     start_daemon: Callable[..., Daemon],
     config_repo: ConfigRepo,

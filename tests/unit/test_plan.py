@@ -15,7 +15,7 @@ from reconciler.plan import (
     stamp,
     tracking_id,
 )
-from reconciler.plan.health import DeploymentStatus, SyncStatus, assess
+from reconciler.plan.health import DeploymentStatus, SyncStatus, assess, service_view
 from reconciler.render import Settings, render
 from tests.helpers import example_data, load_data
 
@@ -194,3 +194,43 @@ def test_a_verified_object_at_the_same_version_is_not_compared_again() -> None:
     live[ref]["metadata"]["resourceVersion"] = "2"  # any change moves the version: compared again
     plan = compute(objects, live, tracking=TRACKING, last_applied=applied(objects), verified=memo)
     assert [a.ref for a in plan.drift] == [ref]
+
+
+def test_status_as_mico_reported_it() -> None:
+    spec = load_data(example_data())
+    objects = desired()
+    apps = [(a.short_name, a.version, a.deploy) for a in spec.applications]
+    backend = next(
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].startswith("spring")
+    )
+    pod = {
+        "metadata": {"name": "backend-pod", "labels": {"ust.mico/instance": backend["metadata"]["name"]}},
+        "spec": {"nodeName": "node-1"},
+        "status": {
+            "phase": "Running",
+            "hostIP": "10.0.0.7",
+            "startTime": "2026-11-26T03:00:00Z",
+            "containerStatuses": [{"restartCount": 2}],
+        },
+    }
+    statuses = {s.app: s for s in assess(apps, objects, live_copy(objects), [pod], [])}
+    realworld = statuses["realworld"].detail
+    instance = realworld["instances"][backend["metadata"]["name"]]
+    assert instance["applicationsUsingThisService"] == ["realworld@v1.0.0"]
+    assert instance["version"] == "v1.0.0"
+    assert instance["pods"] == [
+        {
+            "name": "backend-pod",
+            "phase": "Running",
+            "node": "node-1",
+            "hostIP": "10.0.0.7",
+            "startTime": "2026-11-26T03:00:00Z",
+            "restarts": 2,
+        }
+    ]
+    assert realworld["totals"] == {"pods": 1, "requestedReplicas": 3, "availableReplicas": 3}
+    stored = [{"detail": s.detail} for s in statuses.values()]
+    (view,) = service_view(stored, "spring-boot-realworld-example-app", "v1.0.0")
+    assert view == {"instance": backend["metadata"]["name"], **instance}
+    assert service_view(stored, "spring-boot-realworld-example-app", None) == [view]
+    assert service_view(stored, "spring-boot-realworld-example-app", "v2.0.0") == []
