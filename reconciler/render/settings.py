@@ -40,7 +40,8 @@ class Settings:
     dead_letter_topic: str = "DeadLetter"
     test_message_output_topic: str = "TestMessagesOutput"
     openfaas_gateway: str = "http://gateway.openfaas:8080"
-    connector_image: str = "docker.io/ustmico/kafka-faas-connector:latest"
+    #: MICO's last connector release; pinned, so a render means the same image every time
+    connector_image: str = "docker.io/ustmico/kafka-faas-connector:v1.0.2"
     kaniko_image: str = "gcr.io/kaniko-project/executor:v1.23.2"
     registry_secret: str = "mico-registry-credentials"  # noqa: S105 - a Secret's name, not a secret
     build_deadline_seconds: int = 600
@@ -104,12 +105,17 @@ def _topic(value: str) -> bool:
 
 
 def _connector_image(value: str) -> bool:
-    """An image whose tag, which becomes the connectors' `ust.mico/version` label, is a label value."""
+    """A pinned image (a version tag, not `latest`, or a digest) whose tag, which becomes the
+    connectors' `ust.mico/version` label, is a label value."""
     if re.fullmatch(IMAGE_PATTERN, value) is None:
         return False
     tag = image_tag(value)
-    return tag is None or (
-        len(label_safe(tag)) <= MAX_NAME and re.fullmatch(LABEL_VALUE_PATTERN, label_safe(tag)) is not None
+    if tag is None:
+        return "@" in value
+    return (
+        tag != "latest"
+        and len(label_safe(tag)) <= MAX_NAME
+        and re.fullmatch(LABEL_VALUE_PATTERN, label_safe(tag)) is not None
     )
 
 
@@ -137,8 +143,8 @@ _RULES: dict[str, tuple[Callable[[str], bool], str]] = {
     ),
     "connector_image": (
         _connector_image,
-        _IMAGE_FORM + " whose tag is a label value (at most 63 characters, "
-        "beginning and ending with a letter or digit)",
+        _IMAGE_FORM + " pinned by a version tag (not latest) or a digest; the tag is a label value "
+        "(at most 63 characters, beginning and ending with a letter or digit)",
     ),
     "kaniko_image": (_pattern(IMAGE_PATTERN), _IMAGE_FORM),
     "registry_secret": (_pattern(_DNS_SUBDOMAIN), "a Secret name (a DNS subdomain)"),

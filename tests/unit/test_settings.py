@@ -34,6 +34,8 @@ def test_defaults_are_valid() -> None:
         ("connector_image", "docker.io/ustmico/kafka-faas-connector:latest-"),
         ("connector_image", "docker.io/ustmico/kafka-faas-connector:" + "v" * 64),
         ("connector_image", "docker.io/ustmico/kafka-faas-connector:" + "v" * 128),
+        ("connector_image", "docker.io/ustmico/kafka-faas-connector:latest"),
+        ("connector_image", "registry:5000/connector"),  # untagged means latest
         ("kaniko_image", "not an image"),
         ("build_deadline_seconds", 0),
         ("build_ttl_seconds", -1),
@@ -61,7 +63,7 @@ def test_invalid_values_are_refused_by_name(name: str, value: object) -> None:
         ("openfaas_gateway", "https://gateway.example.com/base"),
         ("connector_image", "docker.io/ustmico/kafka-faas-connector:1.0.0_build.7"),
         ("connector_image", "docker.io/ustmico/kafka-faas-connector@sha256:" + "a" * 64),
-        ("connector_image", "registry:5000/connector"),
+        ("connector_image", "registry:5000/connector:v1.0.2"),
         ("build_backoff_limit", 0),
     ],
 )
