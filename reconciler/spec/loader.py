@@ -22,8 +22,16 @@ from reconciler.spec.model import (
     PATTERN_HELP,
     Application,
     ContractModel,
+    Dependency,
     Document,
+    GitSource,
+    Interface,
+    InterfaceConnection,
+    InterfacePort,
+    KafkaFaasConnector,
     Service,
+    ServiceDeployment,
+    Topic,
 )
 from reconciler.spec.problems import Marks, Origin, Problem, SpecError, YamlPath, quote
 from reconciler.spec.version import MicoVersion
@@ -119,7 +127,9 @@ def _salvage(
     applications: list[rules.Sourced[Application]],
     broken: set[str],
 ) -> None:
-    """Keep the valid elements of an invalid document for the semantic rules."""
+    """Keep what can still be checked of an invalid document for the semantic rules: valid
+    elements whole, and invalid ones with their invalid parts left out (see `_partial`). An
+    element whose identity (shortName, version) is invalid is only named in `broken`."""
     kinds: tuple[tuple[str, type[Service] | type[Application], list[Any]], ...] = (
         ("services", Service, services),
         ("applications", Application, applications),
@@ -131,9 +141,78 @@ def _salvage(
         for i, raw in enumerate(items):
             try:
                 sink.append(rules.Sourced(model.model_validate(raw), Origin(marks, (key, i))))
-            except ValidationError:
-                if isinstance(raw, dict) and isinstance(raw.get("shortName"), str):
-                    broken.add(raw["shortName"])
+                continue
+            except ValidationError as err:
+                salvaged = _partial(model, raw, err)
+            if salvaged is not None:
+                item, partial, kept = salvaged
+                origin = rules.Renumbered(marks, (key, i), kept) if kept else Origin(marks, (key, i))
+                sink.append(rules.Sourced(item, origin, partial))
+            elif isinstance(raw, dict) and isinstance(raw.get("shortName"), str):
+                broken.add(raw["shortName"])
+
+
+#: Fields an element cannot be checked without; an error in one leaves the element `broken`.
+_IDENTITY = frozenset({"shortName", "version"})
+#: Required fields no rule reads: an invalid value is replaced so the rest can be checked.
+_PLACEHOLDERS = {"name": "(invalid)"}
+#: Rounds of leaving parts out: dropping a field can only surface errors of the element itself.
+_ROUNDS = 3
+
+
+def _partial(
+    model: type[Service] | type[Application], raw: Any, err: ValidationError
+) -> tuple[Service | Application, frozenset[str], tuple[tuple[str, tuple[int, ...]], ...]] | None:
+    """The element without its invalid parts, the fields it lost (wholly or some items of a
+    list) and, for each list that lost items, the YAML index of each item kept.
+
+    A list field loses only its invalid items; any other invalid field is left out, so it takes
+    its default (or, for `name`, a placeholder). Null values are left out first, since the
+    model reports them on the element rather than on the field."""
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+        return None
+    data: dict[str, Any] = {k: v for k, v in raw.items() if v is not None}
+    partial = {k for k, v in raw.items() if v is None}
+    kept: dict[str, list[int]] = {}
+    fields = {f.alias or n: f for n, f in model.model_fields.items()}
+    for _ in range(_ROUNDS):
+        items: dict[str, set[int]] = {}
+        for error in err.errors(include_url=False):
+            loc = error["loc"]
+            if not loc:  # the element's own rule (nulls, source or image): its fields may pass
+                continue
+            key = loc[0]
+            if not isinstance(key, str) or key in _IDENTITY:
+                return None
+            if key not in fields:  # an unknown field: leaving it out is the fix
+                data.pop(key, None)
+                continue
+            partial.add(key)
+            value = data.get(key)
+            if len(loc) > 1 and isinstance(loc[1], int) and isinstance(value, list):
+                items.setdefault(key, set()).add(loc[1])
+            elif key in _PLACEHOLDERS:
+                data[key] = _PLACEHOLDERS[key]
+            elif fields[key].is_required():
+                return None
+            else:
+                data.pop(key, None)
+        for key, bad in items.items():
+            positions = kept.get(key) or list(range(len(data[key])))
+            kept[key] = [p for n, p in enumerate(positions) if n not in bad]
+            data[key] = [v for n, v in enumerate(data[key]) if n not in bad]
+        try:
+            item = model.model_validate(data, context=_PARTIAL)
+        except ValidationError as again:
+            err = again
+            continue
+        return item, frozenset(partial), tuple((k, tuple(v)) for k, v in sorted(kept.items()))
+    return None
+
+
+#: Validation context of a salvaged element: rules between its fields (source or image) are
+#: not checked again, since one of the fields may have been left out.
+_PARTIAL = {"partial": True}
 
 
 #: Every field name of the contract, to suggest a fix for a typo such as `replcas`.
@@ -144,6 +223,26 @@ def _models(base: type[ContractModel]) -> list[type[ContractModel]]:
 _KNOWN_FIELDS = sorted(
     {field.alias or name for model in _models(ContractModel) for name, field in model.model_fields.items()}
 )
+
+#: Each model in the user's terms, in the order a "belongs in" hint lists them.
+_PLACES: tuple[tuple[type[ContractModel], str], ...] = (
+    (Document, "the document itself (top level)"),
+    (Service, "a service"),
+    (GitSource, "a service's source"),
+    (Interface, "a service's interface"),
+    (InterfacePort, "an interface's port"),
+    (Dependency, "a service's dependency"),
+    (Application, "an application"),
+    (ServiceDeployment, "an application's service entry"),
+    (InterfaceConnection, "a service entry's interfaceConnection"),
+    (Topic, "a service entry's topic"),
+    (KafkaFaasConnector, "an application's kafkaFaasConnector"),
+)
+#: Where each field name belongs, for an unknown field that is a field of another object.
+_BELONGS: dict[str, list[str]] = {}
+for _model, _place in _PLACES:
+    for _name, _field in _model.model_fields.items():
+        _BELONGS.setdefault(_field.alias or _name, []).append(_place)
 
 
 class _Hints:
@@ -156,11 +255,20 @@ class _Hints:
         self.left = self.LIMIT
 
     def hint(self, key: str) -> str:
+        """Where `key` belongs if it is a field of another object, else the closest field
+        name: never the rejected key itself."""
+        places = _BELONGS.get(key)
+        if places is not None:
+            return f" here ({quote(key)} belongs in {_either(places)})"
         if self.left <= 0 or len(key) > 64:
             return ""
         self.left -= 1
-        close = difflib.get_close_matches(key, _KNOWN_FIELDS, n=1, cutoff=0.75)
+        close = [c for c in difflib.get_close_matches(key, _KNOWN_FIELDS, n=2, cutoff=0.75) if c != key]
         return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _either(places: list[str]) -> str:
+    return places[0] if len(places) == 1 else f"{', '.join(places[:-1])} or {places[-1]}"
 
 
 def problems_from(

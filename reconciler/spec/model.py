@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -167,8 +168,9 @@ class Service(Described):
     )
 
     @model_validator(mode="after")
-    def _source_or_image(self) -> Service:
-        if (self.source is None) == (self.image is None):
+    def _source_or_image(self, info: ValidationInfo) -> Service:
+        partial = isinstance(info.context, dict) and info.context.get("partial")
+        if not partial and (self.source is None) == (self.image is None):
             raise ValueError("give exactly one of 'source' (build from git) or 'image'")
         return self
 

@@ -24,7 +24,7 @@ from reconciler.spec.model import (
     Service,
     ServiceDeployment,
 )
-from reconciler.spec.problems import Origin, Problem
+from reconciler.spec.problems import Origin, PathKey, Problem
 from reconciler.spec.version import MicoVersion, VersionRange, VersionSet
 
 T = TypeVar("T")
@@ -55,8 +55,33 @@ _LABEL_VALUE = re.compile(LABEL_VALUE_PATTERN)
 
 @dataclass(frozen=True)
 class Sourced(Generic[T]):
+    """An element and where it was written; `partial` names the fields (YAML keys) an invalid
+    element lost, wholly or some items of a list, so no rule reads their absence as a fact."""
+
     item: T
     origin: Origin
+    partial: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Renumbered(Origin):
+    """The origin of an element some list items were left out of: for each such list, the
+    YAML index of each item kept, so problems still point at the item written."""
+
+    kept: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def written(self, sub: tuple[PathKey, ...]) -> tuple[PathKey, ...]:
+        if len(sub) >= 2 and isinstance(sub[0], str) and isinstance(sub[1], int):
+            for key, indices in self.kept:
+                if key == sub[0] and 0 <= sub[1] < len(indices):
+                    return (key, indices[sub[1]], *sub[2:])
+        return sub
+
+    def problem(self, message: str, *sub: PathKey) -> Problem:
+        return super().problem(message, *self.written(sub))
+
+    def describe(self, *sub: PathKey) -> str:
+        return super().describe(*self.written(sub))
 
 
 def instance_key(service: Service, entry: ServiceDeployment) -> tuple[str, str, str]:
@@ -83,6 +108,12 @@ class _Checker:
                 self.versions[sourced.item.short_name].append((parsed, sourced))
                 self._by_identity.setdefault((sourced.item.short_name, parsed), sourced.item)
         self._version_sets: dict[str, VersionSet] = {}
+        #: The fields salvaged services lost, by id of the service.
+        self._lost: dict[int, frozenset[str]] = {id(s.item): s.partial for s in services if s.partial}
+
+    def lost(self, service: Service, *fields: str) -> bool:
+        """Whether a salvaged service lost one of `fields`: its value there is not known."""
+        return not self._lost.get(id(service), frozenset()).isdisjoint(fields)
 
     def add(self, origin: Origin, message: str, *path: str | int) -> None:
         self.problems.append(origin.problem(message, *path))
@@ -134,7 +165,8 @@ class _Checker:
                     "with a letter or digit)",
                     "version",
                 )
-            if not service.kafka_enabled and not service.interfaces:
+            unknown = not sourced.partial.isdisjoint(("interfaces", "kafkaEnabled"))
+            if not service.kafka_enabled and not service.interfaces and not unknown:
                 self.add(
                     origin, "a service that is not kafkaEnabled needs at least one interface", "interfaces"
                 )
@@ -243,7 +275,8 @@ class _Checker:
                     self.add(
                         origin,
                         f"service {entry.short_name!r} is included twice (only one version of a "
-                        f"service per application; first at services[{first_index[entry.short_name]}])",
+                        "service per application; first at "
+                        f"services[{_written_index(origin, 'services', first_index[entry.short_name])}])",
                         "services",
                         e,
                         "shortName",
@@ -265,11 +298,17 @@ class _Checker:
             for e, entry in enumerate(app.services):
                 service = members.get(entry.short_name)
                 if service is not None and first_index.get(entry.short_name) == e:
-                    self._check_entry(origin, e, entry, service, members)
+                    self._check_entry(origin, e, entry, service, members, "services" in sourced.partial)
             self._check_connectors(origin, app.kafka_faas_connectors)
 
     def _check_entry(
-        self, origin: Origin, e: int, entry: ServiceDeployment, service: Service, members: dict[str, Service]
+        self,
+        origin: Origin,
+        e: int,
+        entry: ServiceDeployment,
+        service: Service,
+        members: dict[str, Service],
+        lost_members: bool,
     ) -> None:
         where = ("services", e)
         for key in entry.labels:
@@ -298,7 +337,7 @@ class _Checker:
             env_names.setdefault(connection.env, ("interfaceConnections", c))
             target = members.get(connection.service)
             if target is None:
-                if connection.service not in self.broken:
+                if connection.service not in self.broken and not lost_members:
                     self.add(
                         origin,
                         f"service {connection.service!r} is not part of this application",
@@ -306,14 +345,18 @@ class _Checker:
                         "service",
                     )
                 continue
-            if connection.interface not in {i.name for i in target.interfaces}:
+            if connection.interface not in {i.name for i in target.interfaces} and not self.lost(
+                target, "interfaces"
+            ):
                 self.add(
                     origin,
                     f"service {connection.service!r} has no interface {connection.interface!r}",
                     *at,
                     "interface",
                 )
-        if service.kafka_enabled:
+        if self.lost(service, "kafkaEnabled"):
+            pass  # whether the reconciler sets the Kafka variables, or topics are allowed, is unknown
+        elif service.kafka_enabled:
             for variable in KAFKA_VARIABLES:
                 if variable in env_names:
                     self.add(
@@ -356,7 +399,7 @@ class _Checker:
         """Entries of deployed applications that form one instance must agree."""
         groups: dict[tuple[str, str, str], list[tuple[Sourced[Application], int]]] = defaultdict(list)
         for sourced in self.applications:
-            if not sourced.item.deploy:
+            if not sourced.item.deploy or "deploy" in sourced.partial:
                 continue
             for e, entry in enumerate(sourced.item.services):
                 service = self.resolve(entry.short_name, entry.version)
@@ -444,6 +487,15 @@ class _Checker:
 
 #: Versions a "no version satisfies" problem lists, so its line stays short.
 _LISTED_VERSIONS = 5
+
+
+def _written_index(origin: Origin, key: str, index: int) -> int:
+    """The YAML index of a list item, where the element lost items before it."""
+    if isinstance(origin, Renumbered):
+        written = origin.written((key, index))[1]
+        assert isinstance(written, int)
+        return written
+    return index
 
 
 def _version(text: str) -> MicoVersion | None:
