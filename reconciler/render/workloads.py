@@ -92,7 +92,8 @@ def _kafka_env(group_id: str, topics: Mapping[str, str], settings: Settings) -> 
 
 
 def _connection_env(instance: Instance, spec: Spec, settings: Settings) -> list[tuple[str, str]]:
-    """`<service>.<namespace>.svc.cluster.local:<port>`, resolved in the first application."""
+    """`<service>.<namespace>.svc.cluster.local:<port>`, resolved in the first application (the
+    spec rules make every application sharing the instance resolve them to the same Services)."""
     app = instance.applications[0]
     pairs = []
     for connection in instance.entry.interface_connections:

@@ -412,6 +412,8 @@ class _Checker:
             self._check_size(first_app.origin, first_e, first, [app.item for app, _ in members])
             for other_app, e in members[1:]:
                 entry = other_app.item.services[e]
+                if entry.interface_connections == first.interface_connections:
+                    self._same_targets((first_app, first_e), (other_app, e))
                 for field in SHARED_FIELDS:
                     if getattr(entry, field) != getattr(first, field):
                         alias = ServiceDeployment.model_fields[field].alias or field
@@ -425,6 +427,39 @@ class _Checker:
                             e,
                             alias,
                         )
+
+    def _same_targets(
+        self, first: tuple[Sourced[Application], int], other: tuple[Sourced[Application], int]
+    ) -> None:
+        """A shared instance is one Deployment with one environment: each of its connections must
+        reach the same Service in every application sharing it (`service: hello` names each
+        application's own `hello` entry, which may be another instance)."""
+        (first_app, first_e), (other_app, e) = first, other
+        for c, connection in enumerate(other_app.item.services[e].interface_connections):
+            first_target = self._target_instance(first_app.item, connection.service)
+            other_target = self._target_instance(other_app.item, connection.service)
+            if first_target is None or other_target is None or first_target == other_target:
+                continue
+            where = first_app.origin.describe("services", first_e, "interfaceConnections", c)
+            self.add(
+                other_app.origin,
+                f"{other_app.item.services[e].short_name!r} is shared with application "
+                f"{first_app.item.short_name!r} {first_app.item.version}, where this connection "
+                f"({where}) reaches instance {first_target!r}; here it would reach {other_target!r}, "
+                "and one Deployment cannot point at both: give it its own 'instance' or share the target",
+                "services",
+                e,
+                "interfaceConnections",
+                c,
+            )
+
+    def _target_instance(self, application: Application, short_name: str) -> str | None:
+        """The instance a connection to `short_name` reaches in `application`, as render names it."""
+        entry = next((t for t in application.services if t.short_name == short_name), None)
+        target = None if entry is None else self.resolve(entry.short_name, entry.version)
+        if entry is None or target is None:
+            return None
+        return names.instance_name(target.short_name, target.version, entry.instance)
 
     def _unique_service_names(
         self, groups: dict[tuple[str, str, str], list[tuple[Sourced[Application], int]]]

@@ -552,3 +552,25 @@ def test_services_of_two_instances_may_not_share_a_name() -> None:
     assert problem.field == "applications[0].services[3]"
     assert f"the Service name 'abc-x7lsfoeq-xxx-{suffix}-yyy' of interface 'yyy'" in problem.message
     assert "is also the name of a Service of 'abc' 1.0.0 (mico.yaml:" in problem.message
+
+
+def test_a_shared_instance_must_reach_the_same_services_in_every_application() -> None:
+    """The frontend is shared; its connection `service: backend` names realworld's backend
+    there and another instance of it in realworld-2: its one Deployment cannot point at both."""
+    data = example_data()
+    second = {**app(data, "realworld"), "shortName": "realworld-2", "name": "RealWorld 2"}
+    second["services"] = [dict(e) for e in second["services"]]
+    second["services"][1]["instance"] = "second"
+    data["applications"].append(second)
+    with pytest.raises(SpecError) as caught:
+        load({"mico.yaml": dump(data)})
+    (problem,) = caught.value.problems
+    assert problem.field == "applications[2].services[0].interfaceConnections[0]"
+    assert f"{FRONT!r} is shared with application 'realworld' v1.0.0, where this connection (mico.yaml:" in (
+        problem.message
+    )
+    backend = names.instance_name(BACK, "v1.0.0", None)
+    other = names.instance_name(BACK, "v1.0.0", "second")
+    assert f"reaches instance {backend!r}; here it would reach {other!r}" in problem.message
+    second["services"][0]["instance"] = "own"  # its own frontend: no conflict
+    load({"mico.yaml": dump(data)})
