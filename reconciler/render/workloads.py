@@ -207,19 +207,23 @@ def connector_deployment(app: Application, connector: KafkaFaasConnector, settin
     topics = {"INPUT": connector.input_topic}
     if connector.output_topic is not None:
         topics["OUTPUT"] = connector.output_topic
-    env = [*_kafka_env(name, topics, settings), ("OPENFAAS_GATEWAY", settings.openfaas_gateway)]
+    env = [
+        *connector.env.items(),
+        *_kafka_env(name, topics, settings),
+        ("OPENFAAS_GATEWAY", settings.openfaas_gateway),
+    ]
     if connector.function is not None:
         env.append(("OPENFAAS_FUNCTION_NAME", connector.function))
     tag = image_tag(settings.connector_image)
     return _deployment(
         name=name,
-        labels=mico_labels(CONNECTOR_SHORT_NAME, tag, name),
+        labels={**connector.labels, **mico_labels(CONNECTOR_SHORT_NAME, tag, name)},
         annotations=_applications_annotation((app,)),
         replicas=connector.replicas,
         container={
             "name": CONNECTOR_SHORT_NAME,
             "image": settings.connector_image,
-            "imagePullPolicy": "Always",
+            "imagePullPolicy": connector.image_pull_policy,
             "env": _env(env),
         },
         settings=settings,

@@ -186,24 +186,28 @@ class Topic(ContractModel):
     role: TopicRole
 
 
-class ServiceDeployment(ContractModel):
-    short_name: ShortName
-    version: Version
-    instance: DnsLabel | None = None
+class DeploymentInfo(ContractModel):
+    """MICO's per-instance deployment info, the same for a service entry and a connector."""
+
     replicas: Replicas = 1
     labels: dict[LabelKey, LabelValue] = {}
     env: dict[EnvName, Annotated[str, StringConstraints(max_length=32768)]] = {}
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "Always"
+
+
+class ServiceDeployment(DeploymentInfo):
+    short_name: ShortName
+    version: Version
+    instance: DnsLabel | None = None
     interface_connections: list[InterfaceConnection] = []
     topics: list[Topic] = []
 
 
-class KafkaFaasConnector(ContractModel):
+class KafkaFaasConnector(DeploymentInfo):
     instance: DnsLabel
     function: DnsLabel | None = None
     input_topic: TopicName
     output_topic: TopicName | None = None
-    replicas: Replicas = 1
 
 
 class Application(Described):

@@ -39,6 +39,7 @@ KAFKA_VARIABLES = (
     "KAFKA_TOPIC_DEAD_LETTER",
     "KAFKA_TOPIC_TEST_MESSAGE_OUTPUT",
 )
+CONNECTOR_VARIABLES = ("OPENFAAS_GATEWAY", "OPENFAAS_FUNCTION_NAME")
 RESERVED_LABEL_PREFIXES = ("ust.mico/", "app.kubernetes.io/")
 #: Deployment fields that must agree between applications sharing one instance.
 SHARED_FIELDS = ("labels", "env", "image_pull_policy", "interface_connections", "topics")
@@ -311,18 +312,7 @@ class _Checker:
         lost_members: bool,
     ) -> None:
         where = ("services", e)
-        for key in entry.labels:
-            if key.startswith(RESERVED_LABEL_PREFIXES):
-                self.add(origin, f"label {key!r} is reserved for the reconciler", *where, "labels", key)
-            prefix, _, name = key.rpartition("/")
-            if len(name) > 63 or len(prefix) > 253:
-                self.add(
-                    origin,
-                    "a label key's name is at most 63 characters and its prefix at most 253",
-                    *where,
-                    "labels",
-                    key,
-                )
+        self._check_labels(origin, entry.labels, *where)
         env_names: dict[str, tuple[str | int, ...]] = {k: ("env", k) for k in entry.env}
         for c, connection in enumerate(entry.interface_connections):
             at = (*where, "interfaceConnections", c)
@@ -376,10 +366,30 @@ class _Checker:
             roles.add(topic.role)
             self._check_topic_name(origin, topic.name, *where, "topics", t, "name")
 
+    def _check_labels(self, origin: Origin, labels: dict[str, str], *where: str | int) -> None:
+        for key in labels:
+            if key.startswith(RESERVED_LABEL_PREFIXES):
+                self.add(origin, f"label {key!r} is reserved for the reconciler", *where, "labels", key)
+            prefix, _, name = key.rpartition("/")
+            if len(name) > 63 or len(prefix) > 253:
+                self.add(
+                    origin,
+                    "a label key's name is at most 63 characters and its prefix at most 253",
+                    *where,
+                    "labels",
+                    key,
+                )
+
     def _check_connectors(self, origin: Origin, connectors: list[KafkaFaasConnector]) -> None:
         seen: set[str] = set()
         for c, connector in enumerate(connectors):
             at = ("kafkaFaasConnectors", c)
+            self._check_labels(origin, connector.labels, *at)
+            for variable in (*KAFKA_VARIABLES, *CONNECTOR_VARIABLES):
+                if variable in connector.env:
+                    self.add(
+                        origin, f"{variable} is set by the reconciler for connectors", *at, "env", variable
+                    )
             if connector.instance in seen:
                 self.add(
                     origin, f"connector instance {connector.instance!r} is defined twice", *at, "instance"

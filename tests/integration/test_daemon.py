@@ -72,6 +72,30 @@ def test_a_commit_converges_and_a_second_run_writes_nothing(
     assert versions(kube, namespace) == before
 
 
+def test_connector_deployment_info_reaches_the_cluster(
+    make_engine: Callable[..., Engine], config_repo: ConfigRepo, kube: client.ApiClient, namespace: str
+) -> None:
+    data = example_data()
+    data["applications"][1]["kafkaFaasConnectors"][0].update(
+        labels={"team": "messaging"}, env={"LOG_LEVEL": "debug"}, imagePullPolicy="IfNotPresent", replicas=2
+    )
+    config_repo.push(data)
+    result = make_engine().run("test")
+    assert result.outcome == RunOutcome.SUCCEEDED, result.error
+    (connector,) = [
+        d
+        for d in client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
+        if d.metadata.name.startswith("kafka-faas-connector-")
+    ]
+    assert connector.spec.replicas == 2
+    assert connector.metadata.labels["team"] == "messaging"
+    assert connector.metadata.labels["ust.mico/version"] == "v1.0.2"
+    (container,) = connector.spec.template.spec.containers
+    assert container.image == "docker.io/ustmico/kafka-faas-connector:v1.0.2"
+    assert container.image_pull_policy == "IfNotPresent"
+    assert (container.env[0].name, container.env[0].value) == ("LOG_LEVEL", "debug")
+
+
 @pytest.mark.parametrize("watch", [False, True], ids=["lists", "watch-cache"])
 def test_drift_is_reverted_and_recorded(
     watch: bool,

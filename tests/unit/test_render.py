@@ -107,6 +107,29 @@ def test_environment_order_for_kafka_services_and_connectors() -> None:
     assert ("KAFKA_TOPIC_INPUT", "transform-request") in env
 
 
+def test_connector_deployment_info_as_mico_had_it() -> None:
+    data = example_data()
+    data["applications"][1]["kafkaFaasConnectors"][0].update(
+        labels={"team": "messaging"},
+        env={"LOG_LEVEL": "debug"},
+        imagePullPolicy="IfNotPresent",
+        replicas=3,
+    )
+    (connector,) = [
+        d
+        for d in by_kind(render(load_data(data), Settings()), "Deployment")
+        if d["metadata"]["name"].startswith("kafka-faas")
+    ]
+    assert connector["spec"]["replicas"] == 3
+    for labels in (connector["metadata"]["labels"], connector["spec"]["template"]["metadata"]["labels"]):
+        assert labels["team"] == "messaging"
+        assert labels["ust.mico/version"] == "v1.0.2"
+    (container,) = connector["spec"]["template"]["spec"]["containers"]
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["image"] == "docker.io/ustmico/kafka-faas-connector:v1.0.2"
+    assert env_of(connector)[0] == ("LOG_LEVEL", "debug")
+
+
 def _share_backend(data: dict[str, Any], replicas: int, **entry: Any) -> None:
     data["applications"].append(
         {

@@ -574,3 +574,27 @@ def test_a_shared_instance_must_reach_the_same_services_in_every_application() -
     assert f"reaches instance {backend!r}; here it would reach {other!r}" in problem.message
     second["services"][0]["instance"] = "own"  # its own frontend: no conflict
     load({"mico.yaml": dump(data)})
+
+
+def test_connector_labels_and_env_leave_the_reconciler_s_own_alone() -> None:
+    data = example_data()
+    app(data, "messaging-example")["kafkaFaasConnectors"][0].update(
+        labels={"ust.mico/name": "x", "team": "ok"},
+        env={"OPENFAAS_GATEWAY": "http://elsewhere", "KAFKA_GROUP_ID": "g", "LOG_LEVEL": "debug"},
+    )
+    with pytest.raises(SpecError) as caught:
+        load({"mico.yaml": dump(data)})
+    assert [(p.field, p.message) for p in caught.value.problems] == [
+        (
+            'applications[1].kafkaFaasConnectors[0].labels["ust.mico/name"]',
+            "label 'ust.mico/name' is reserved for the reconciler",
+        ),
+        (
+            "applications[1].kafkaFaasConnectors[0].env.OPENFAAS_GATEWAY",
+            "OPENFAAS_GATEWAY is set by the reconciler for connectors",
+        ),
+        (
+            "applications[1].kafkaFaasConnectors[0].env.KAFKA_GROUP_ID",
+            "KAFKA_GROUP_ID is set by the reconciler for connectors",
+        ),
+    ]
