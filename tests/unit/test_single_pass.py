@@ -178,7 +178,8 @@ def test_a_field_of_another_object_says_where_it_belongs() -> None:
     data = example_data()
     _svc(data, GEN)["labels"] = {"tier": "x"}
     assert _problems(data) == [
-        "services[2].labels: unknown field 'labels' here ('labels' belongs in an application's service entry)"
+        "services[2].labels: unknown field 'labels' here ('labels' belongs in an application's service "
+        "entry or an application's kafkaFaasConnector)"
     ]
 
 
