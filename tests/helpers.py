@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from reconciler.spec import Spec, SpecError, load
+from reconciler.store import ActionRecord, AppStatusRecord, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "mico.yaml"
@@ -25,6 +27,37 @@ def dump(data: Any) -> bytes:
 
 def load_data(*documents: Any, name: str = "mico.yaml") -> Spec:
     return load({name: b"---\n".join(dump(d) for d in documents)})
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`mico-reconciler ARGS` in a child process, as a user runs it (a traceback shows on stderr)."""
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def finished_run(path: Path) -> None:
+    """A state database as the daemon writes it: one finished run with an action, a problem and
+    an application status."""
+    store = Store(path)
+    run_id = store.start_run("sync", "0" * 40)
+    store.finish_run(
+        run_id,
+        outcome="succeeded",
+        revision="0" * 40,
+        actions=[ActionRecord("Deployment", "ns", "d", "create", "created", "new", False)],
+        problems=[{"file": "f", "line": 1, "column": 1, "field": "x", "message": "m"}],
+        statuses=[AppStatusRecord("app", "1.0.0", "Deployed", "Synced", {"instances": {}})],
+    )
+    store.close()
 
 
 def git(repo: Path, *args: str) -> str:

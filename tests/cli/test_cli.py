@@ -6,19 +6,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from reconciler.cli import EXIT_CODES, main
-from tests.helpers import EXAMPLE, ROOT, commit, dump, example_data, new_repo
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args], capture_output=True, text=True, cwd=ROOT, check=False
-    )
+from tests.helpers import EXAMPLE, ROOT, commit, dump, example_data, new_repo, run
 
 
 def test_validate_example() -> None:
@@ -100,14 +93,7 @@ def test_render_rejects_unsafe_settings() -> None:
 
 
 def test_render_settings_from_environment() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "reconciler", "render", "examples/mico.yaml"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "MICO_NAMESPACE": "from-env"},
-    )
+    result = run("render", "examples/mico.yaml", env={**os.environ, "MICO_NAMESPACE": "from-env"})
     assert result.returncode == 0, result.stderr
     assert "namespace: from-env" in result.stdout
 

@@ -8,14 +8,13 @@ import os
 import socket
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from reconciler.cli import EXIT_CODES
-from reconciler.store import MIGRATIONS, ActionRecord, AppStatusRecord, Store
-from tests.helpers import EXAMPLE, ROOT, commit, new_repo
+from reconciler.store import MIGRATIONS, Store
+from tests.helpers import EXAMPLE, commit, finished_run, new_repo, run
 
 SECRETS = ("hunter2", "s3cr3t-TOKEN")
 
@@ -23,15 +22,7 @@ SECRETS = ("hunter2", "s3cr3t-TOKEN")
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The CLI in a child process, with no KUBECONFIG and not in a pod unless `env` says so."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MICO_", "KUBE"))}
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-        timeout=120,
-        env={**base, **(env or {})},
-    )
+    return run(*args, env={**base, **(env or {})}, timeout=120)
 
 
 def fails(
@@ -147,22 +138,9 @@ def test_unreachable_cluster_fails_the_sync(repo: str, tmp_path: Path) -> None:
 # -- state databases -------------------------------------------------------------------------------
 
 
-def _finished_run(path: Path) -> None:
-    store = Store(path)
-    run = store.start_run("sync", "0" * 40)
-    store.finish_run(
-        run,
-        outcome="succeeded",
-        revision="0" * 40,
-        actions=[ActionRecord("Deployment", "ns", "d", "create", "created", "new", False)],
-        statuses=[AppStatusRecord("app", "1.0.0", "Deployed", "Synced", {"instances": {}})],
-    )
-    store.close()
-
-
 def _damaged(sql: str) -> object:
     def make(path: Path) -> None:
-        _finished_run(path)
+        finished_run(path)
         with sqlite3.connect(path) as db:
             db.execute(sql)
         db.close()
@@ -250,7 +228,7 @@ def test_sync_refuses_a_bad_state_database(kind: str, repo: str, tmp_path: Path)
 
 def test_reading_changes_nothing_and_leaves_a_running_run_running(tmp_path: Path) -> None:
     path = tmp_path / "a b?#%.db"
-    _finished_run(path)
+    finished_run(path)
     store = Store(path)
     store.start_run("schedule")  # a daemon's run, in progress
     store.close()
@@ -270,7 +248,7 @@ def test_reading_changes_nothing_and_leaves_a_running_run_running(tmp_path: Path
 
 def test_reading_while_a_daemon_has_the_database_open(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    _finished_run(path)
+    finished_run(path)
     daemon = Store(path)
     daemon.start_run("schedule")
     try:

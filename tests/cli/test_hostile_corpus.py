@@ -16,7 +16,6 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import EXIT_CODES, main
-from tests.helpers import EXAMPLE, ROOT, commit, dump, example_data, git, new_repo
+from reconciler.store import Store
+from tests.helpers import EXAMPLE, ROOT, commit, dump, example_data, finished_run, git, new_repo, run
 
 CORPUS = ROOT / "tests" / "hostile"
 #: Credentials planted in the corpus; none may appear in any output.
@@ -173,14 +173,7 @@ def test_config_commands(content: bytes, repo: Path) -> None:
 
 def _in_child(*argv: str) -> Outcome:
     """For inputs that could block a reader (FIFOs): a child process with a time limit."""
-    result = subprocess.run(
-        [sys.executable, "-m", "reconciler", *argv],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    result = run(*argv, timeout=60)
     return Outcome(result.returncode, result.stdout, result.stderr)
 
 
@@ -317,20 +310,9 @@ def _database(kind: str, path: Path) -> Path:
 
 
 def _sync_history(path: Path) -> None:
-    """A state database as the daemon writes it: a finished run with an action, a problem and a
-    status, and a run still running."""
-    from reconciler.store import ActionRecord, AppStatusRecord, Store
-
-    store = Store(str(path))
-    run_id = store.start_run("sync", "0" * 40)
-    store.finish_run(
-        run_id,
-        outcome="succeeded",
-        revision="0" * 40,
-        actions=[ActionRecord("Deployment", "ns", "d", "apply", "applied", "created", False)],
-        problems=[{"file": "f", "line": 1, "column": 1, "field": "x", "message": "m"}],
-        statuses=[AppStatusRecord("app", "1.0.0", "Deployed", "Synced", {"instances": {}})],
-    )
+    """A finished run and a run still running, as a live daemon leaves them."""
+    finished_run(path)
+    store = Store(path)
     store.start_run("schedule")
     store.close()
 

@@ -15,8 +15,7 @@ import pytest
 
 from reconciler.source.files import MAX_FILE_BYTES, SourceError
 from reconciler.source.git import GitSource
-from tests.cli.test_cli import run
-from tests.helpers import commit, dump, example_data, git, new_repo
+from tests.helpers import commit, dump, example_data, git, new_repo, run
 
 SECRET = "TOKEN-hunter2"
 OUTSIDE = "symlink to a path outside the config tree is not followed"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ from kubernetes import client
 from prometheus_client import REGISTRY
 
 from reconciler.engine import Engine, RunOutcome
-from tests.helpers import example_data
+from tests.helpers import example_data, run
 from tests.integration.conftest import BACKEND, ConfigRepo, Platform, backend, deployments, sync_command
 
 JOB = "build-spring-boot-realworld-example-app-v1-0-0"
@@ -153,20 +152,8 @@ def test_status_and_history_show_builds(
         check=False,
     )
     assert sync.returncode == 4
-    status = subprocess.run(
-        [sys.executable, "-m", "reconciler", "status", "--state-db", state, "realworld"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    status = run("status", "--state-db", state, "realworld").stdout
     assert "realworld v1.0.0: Incomplete" in status
     assert "build build-spring-boot-realworld-example-app-v1-0-0 failed: BackoffLimitExceeded" in status
-    history = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "reconciler", "history", "--state-db", state, "--output", "json"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    history = json.loads(run("history", "--state-db", state, "--output", "json").stdout)
     assert history[0]["builds"][0]["outcome"] == "failed"

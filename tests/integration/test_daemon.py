@@ -27,7 +27,7 @@ from kubernetes import client
 from reconciler.cluster.resources import DEPLOYMENT, SERVICE
 from reconciler.engine import Engine, RunOutcome
 from reconciler.store import Store
-from tests.helpers import example_data
+from tests.helpers import example_data, run
 from tests.integration.conftest import (
     BACKEND,
     ConfigRepo,
@@ -534,22 +534,8 @@ def test_status_of_a_shared_service_as_mico_reported_it(
     daemon = start_daemon("status.db")
 
     def service_status() -> dict[str, Any]:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "reconciler",
-                "status",
-                "--state-db",
-                str(daemon.state_db),
-                "--service",
-                f"{BACKEND}@v1.0.0",
-                "--output",
-                "json",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
+        result = run(
+            "status", "--state-db", str(daemon.state_db), "--service", f"{BACKEND}@v1.0.0", "--output", "json"
         )
         return json.loads(result.stdout) if result.returncode == 0 else {}
 

@@ -14,7 +14,7 @@ from kubernetes import client
 from prometheus_client import REGISTRY
 
 from reconciler.engine import Engine, RunOutcome
-from tests.helpers import example_data
+from tests.helpers import example_data, run
 from tests.integration.conftest import PLATFORM, STATE, ConfigRepo, Platform, deployments
 from tests.integration.test_platform import eventually
 
@@ -97,12 +97,7 @@ def test_a_topic_dropped_from_the_spec_is_kept_and_reported_as_orphaned(
     assert dropped in broker_topics(platform)
     assert REGISTRY.get_sample_value("mico_reconciler_orphaned_topics") == 1
     assert [t["name"] for t in engine.store.topic_states() if t["state"] == "orphaned"] == [dropped]
-    status = subprocess.run(
-        [sys.executable, "-m", "reconciler", "status", "--state-db", engine.store.path],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    status = run("status", "--state-db", engine.store.path).stdout
     assert f"orphaned topic {dropped}: no longer named by the config; kept" in status
     deleting = make_engine(state="state.db", topic_deletion=True)
     assert deleting.run("test").topics[dropped][0] == "deleted"
@@ -113,12 +108,7 @@ def test_a_topic_dropped_from_the_spec_is_kept_and_reported_as_orphaned(
         (f"{kafka_prefix}validated", "created"),
     ]
     assert [(t["name"], t["state"]) for t in deleted_run["topics"]] == [(dropped, "deleted")]
-    history = subprocess.run(
-        [sys.executable, "-m", "reconciler", "history", "--state-db", engine.store.path],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    history = run("history", "--state-db", engine.store.path).stdout
     assert f"topic {dropped}: deleted" in history
     assert f"topic {dropped}: orphaned: no longer named by the config; kept" in history
 
