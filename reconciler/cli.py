@@ -834,9 +834,19 @@ def _status_lines(status: dict[str, Any]) -> Iterator[str]:
         yield from _instance_lines(instance, info)
     for topic in status["detail"].get("topics", []):
         yield f"  topic {topic['name']}: {topic['state']}"
+    held = status["detail"].get("heldAt")
+    if held is not None:
+        yield f"  {_hold_line(held)}"
     for build in status["detail"].get("builds", []):
         tail = f"\n      {build['logTail']}" if build.get("logTail") else ""
         yield f"  build {build['job']} {build['state']}: {build['reason']}{tail}"
+
+
+def _hold_line(held: dict[str, Any]) -> str:
+    if held["revision"] is None:
+        return "held back: not rolled out yet; it rolls out once its builds succeed"
+    kept = f"kept as they are: {held['problem']}" if held["problem"] else "kept"
+    return f"held back at revision {held['revision'][:12]} until its builds succeed; its objects are {kept}"
 
 
 def _instance_lines(instance: str, info: dict[str, Any]) -> Iterator[str]:

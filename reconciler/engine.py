@@ -39,11 +39,13 @@ from reconciler.plan import (
 )
 from reconciler.plan.builds import BuildDecision, BuildState, decide
 from reconciler.plan.health import AppStatus, assess
-from reconciler.render import Settings, builds_needed, render
+from reconciler.plan.rollout import Held, rollouts, waiting
+from reconciler.render import ServiceId, Settings, build_gates, builds_needed, compose, render
 from reconciler.render.labels import MANAGED_BY, MANAGED_BY_LABEL, applications_of
 from reconciler.render.topics import kafka_topics, resource_name
 from reconciler.source.files import SourceError
 from reconciler.source.git import GitSource, Snapshot
+from reconciler.source.previous import PreviousConfigs
 from reconciler.spec import Spec, SpecError, load
 from reconciler.spec.model import Service
 from reconciler.store import ActionRecord, AppStatusRecord, Store, StoreError
@@ -103,6 +105,10 @@ class RunResult:
     topics: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: The live objects the last plan of this run was made against.
     live: dict[ObjectRef, Manifest] = field(default_factory=dict)
+    #: Applications held at their previous revision by a build, as the last plan left them.
+    held: dict[str, Held] = field(default_factory=dict)
+    #: Applications now rolled out at this revision (None: forgotten, no longer deployed).
+    rollouts: dict[str, str | None] = field(default_factory=dict)
 
 
 _APPLY_OUTCOME = {Verb.CREATE: Outcome.CREATED, Verb.UPDATE: Outcome.CONFIGURED, Verb.DELETE: Outcome.DELETED}
@@ -127,10 +133,9 @@ class Engine:
         self.objects = objects
         self._lock = threading.Lock()
         self._spec_cache: tuple[str, Spec] | None = None
-        self._needed: tuple[Spec, dict[tuple[str, str], Service]] | None = None
-        self._rendered: tuple[tuple[str, tuple[tuple[tuple[str, str], str], ...]], list[Manifest]] | None = (
-            None
-        )
+        self._needed: tuple[Spec, dict[ServiceId, Service], dict[ServiceId, tuple[str, ...]]] | None = None
+        self._rendered: tuple[tuple[Any, ...], list[Manifest]] | None = None
+        self.previous = PreviousConfigs(source, store, options.settings)
         self.kafka = TopicAdmin(
             options.kafka_admin_bootstrap_servers or options.settings.kafka_bootstrap_servers
         )
@@ -175,18 +180,29 @@ class Engine:
             result.problem_count = err.total
             result.error = f"{err.total} validation problems; nothing applied"
             return
-        needed = self._builds_needed(spec)
+        needed, gates = self._builds_needed(spec)
         decisions = self._decide(needed)
-        # first pass: everything whose images exist; then builds; then what they unblocked
+        # first pass: every application whose images exist; then builds; then the applications
+        # they released (each rolls out whole, once all of its builds succeeded)
         self._converge(result, spec, decisions)
         to_start = [d for d in decisions.values() if d.state == BuildState.START]
         if to_start:
-            result.builds = self.builder.build(result.run_id, to_start, needed)
+            result.builds = self.builder.build(result.run_id, to_start, needed, gates)
             decisions = self._decide(needed)
-            self._converge(result, spec, decisions)  # deploys what was built; records why the rest waits
+            self._converge(result, spec, decisions)
+        failed_writes = (
+            a.manifest for a, outcome, _ in result.executed if outcome == Outcome.FAILED and a.manifest
+        )
+        result.rollouts = rollouts(
+            spec,
+            snapshot.revision,
+            held=result.held,
+            incomplete={app for manifest in failed_writes for app in applications_of(manifest)},
+            recorded=self.store.rollouts(),
+        )
         kafka_error = self._topics(result, spec)
-        waiting = [d for d in decisions.values() if d.state != BuildState.READY]
-        retries = [d.retry_at for d in waiting if d.retry_at]
+        unbuilt = [d for d in decisions.values() if d.state != BuildState.READY]
+        retries = [d.retry_at for d in unbuilt if d.retry_at]
         if kafka_error:
             retries.append(time.time() + self._kafka_backoff())
         result.retry_at = min(retries, default=None)
@@ -198,10 +214,10 @@ class Engine:
         elif kafka_error:
             result.outcome = RunOutcome.FAILED
             result.error = kafka_error
-        elif waiting:
+        elif unbuilt:
             result.outcome = RunOutcome.FAILED
             result.error = "builds not ready: " + "; ".join(
-                f"{d.job}: {(d.last_failure or {}).get('reason') or d.reason}" for d in waiting
+                f"{d.job}: {(d.last_failure or {}).get('reason') or d.reason}" for d in unbuilt
             )
         elif plan is not None and plan.prune_refused:
             result.outcome = RunOutcome.REFUSED
@@ -214,7 +230,7 @@ class Engine:
 
     def _topics(self, result: RunResult, spec: Spec) -> str | None:
         """Create the topics the config names; report the rest. Returns the Kafka error, if any."""
-        wanted = topics.needed(spec, self.options.settings)
+        wanted = self._wanted_topics(spec, result.held)
         managed = self.store.managed_topics()
         if self.options.topics == "strimzi":
             result.topics = self._declared_topics(result, wanted)
@@ -264,6 +280,16 @@ class Engine:
         self.store.record_topics(result.run_id, states, created=created, deleted=deleted)
         self._topic_status(result, wanted, states)
         return error
+
+    def _wanted_topics(self, spec: Spec, held: dict[str, Held]) -> dict[str, list[str]]:
+        """The topics of the new revision, and those a held application's previous one still uses."""
+        wanted = topics.needed(spec, self.options.settings)
+        for hold in held.values():
+            if hold.config is not None:
+                for name, users in topics.needed(hold.config, self.options.settings).items():
+                    wanted.setdefault(name, [])
+                    wanted[name] += [u for u in users if u not in wanted[name]]
+        return wanted
 
     def _declared_topics(self, result: RunResult, wanted: dict[str, list[str]]) -> dict[str, tuple[str, str]]:
         """Strimzi mode: a topic exists once its KafkaTopic does; owned KafkaTopics the config no
@@ -336,13 +362,14 @@ class Engine:
     def _converge(
         self, result: RunResult, spec: Spec, decisions: dict[tuple[str, str], BuildDecision]
     ) -> None:
-        """Observe, plan and apply with the images built so far; applications waiting for a build
-        keep whatever they had deployed."""
+        """Observe, plan and apply: applications whose builds all succeeded at the new revision,
+        the others at the revision they last rolled out at. A held application loses no object:
+        what its new revision drops is pruned once it rolls out."""
         images = {key: d.image for key, d in decisions.items() if d.image is not None}
-        blocked = _blocked(spec, decisions)
-        desired = self._desired(spec, result.revision or "", images)
+        held = self.previous.held(waiting(spec, decisions))
+        desired = self._desired(spec, result.revision or "", images, held)
         actual = self._observe()
-        retain = {ref for ref, obj in actual.items() if applications_of(obj) & blocked.keys()}
+        retain = {ref for ref, obj in actual.items() if applications_of(obj) & held.keys()}
         if not self.options.topic_deletion:  # a KafkaTopic's deletion would delete the topic's data
             retain |= {ref for ref in actual if ref.kind == "KafkaTopic"}
         applied = self.store.applied()
@@ -366,6 +393,7 @@ class Engine:
         }
         result.plan = plan
         result.live = actual
+        result.held = held
         executed = self._execute(plan.actions, actual)
         result.executed += executed
         pods = self._list(resources.POD, self.options.settings.namespace)
@@ -377,7 +405,7 @@ class Engine:
             actual,
             pods,
             pending,
-            blocked=blocked,
+            held=held,
         )
 
     def _fetch(self) -> Snapshot:
@@ -390,20 +418,40 @@ class Engine:
             self._spec_cache = (snapshot.revision, load(snapshot.files))
         return self._spec_cache[1]
 
-    def _builds_needed(self, spec: Spec) -> dict[tuple[str, str], Service]:
-        """Per parsed revision (the Spec object is cached with it)."""
+    def _builds_needed(self, spec: Spec) -> tuple[dict[ServiceId, Service], dict[ServiceId, tuple[str, ...]]]:
+        """The builds and the applications each gates, per parsed revision (the Spec object is
+        cached with it)."""
         if self._needed is None or self._needed[0] is not spec:
-            self._needed = (spec, {(s.short_name, s.version): s for s in builds_needed(spec)})
-        return self._needed[1]
+            needed = {(s.short_name, s.version): s for s in builds_needed(spec)}
+            self._needed = (spec, needed, build_gates(spec))
+        return self._needed[1], self._needed[2]
 
-    def _desired(self, spec: Spec, revision: str, images: dict[tuple[str, str], str]) -> list[Manifest]:
-        """Render once per revision and set of built images."""
-        key = (revision, tuple(sorted(images.items())))
+    def _desired(
+        self, spec: Spec, revision: str, images: dict[ServiceId, str], held: dict[str, Held]
+    ) -> list[Manifest]:
+        """Released applications rendered at `revision`, each held one at its previous revision;
+        once per revision, set of built images and set of holds."""
+        kept = [
+            (app, h.revision, h.config, h.images) for app, h in sorted(held.items()) if h.config is not None
+        ]
+        key = (
+            revision,
+            tuple(sorted(images.items())),
+            tuple(sorted(held)),
+            tuple((app, at, tuple(sorted(built.items()))) for app, at, _, built in kept),
+        )
         if self._rendered is None or self._rendered[0] != key:
-            objects = render(spec, self.options.settings, built=images)
+            settings = self.options.settings
+            released = spec if not held else spec.only({a.key for a in spec.applications} - held.keys())
+            objects = compose(
+                [
+                    render(released, settings, built=images),
+                    *(render(config, settings, built=built) for _, _, config, built in kept),
+                ]
+            )
             if self.options.topics == "strimzi":
                 objects += kafka_topics(
-                    topics.needed(spec, self.options.settings),
+                    self._wanted_topics(spec, held),
                     namespace=self.options.settings.namespace,
                     cluster=self.options.strimzi_cluster,
                     partitions=self.options.topic_partitions,
@@ -536,6 +584,7 @@ class Engine:
                 for s in result.statuses
             ],
             applied=applied,
+            rollouts=result.rollouts,
         )
         self._export(result)
 
@@ -590,28 +639,3 @@ def _describe(err: BaseException) -> str:
 
 
 _PRESENT = ("created", "exists", "mismatched", "orphaned", "delete failed", "declared")
-
-
-def _blocked(spec: Spec, decisions: dict[tuple[str, str], BuildDecision]) -> dict[str, list[dict[str, Any]]]:
-    """Deployed applications waiting for a build, by `shortName@version`, with why."""
-    blocked: dict[str, list[dict[str, Any]]] = {}
-    for app in spec.applications:
-        if not app.deploy:
-            continue
-        for entry in app.services:
-            service = spec.service(entry.short_name, entry.version)
-            decision = decisions.get((service.short_name, service.version))
-            if decision is None or decision.state == BuildState.READY:
-                continue
-            failure = decision.last_failure or {}
-            blocked.setdefault(f"{app.short_name}@{app.version}", []).append(
-                {
-                    "service": service.short_name,
-                    "version": service.version,
-                    "job": decision.job,
-                    "state": "failed" if failure else "building",
-                    "reason": failure.get("reason") or decision.reason,
-                    "logTail": failure.get("log_tail"),
-                }
-            )
-    return blocked

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,9 +56,14 @@ class Builder:
         self.concurrency = concurrency
 
     def build(
-        self, run_id: int, decisions: Iterable[BuildDecision], services: dict[tuple[str, str], Service]
+        self,
+        run_id: int,
+        decisions: Iterable[BuildDecision],
+        services: Mapping[tuple[str, str], Service],
+        gates: Mapping[tuple[str, str], Sequence[str]],
     ) -> list[BuildResult]:
-        """Start (at most `concurrency` at a time) and follow every build; blocks until all end."""
+        """Start (at most `concurrency` at a time) and follow every build; blocks until all end.
+        `gates`: the applications whose rollout waits for each build (annotated on its Job)."""
         queue = list(decisions)
         namespace = self.settings.build_namespace
         listed = resources.call(
@@ -84,7 +89,7 @@ class Builder:
                 if adopted and job is not None:
                     uid = job["metadata"]["uid"]
                 else:
-                    uid = self._start(decision, job, services[decision.key])
+                    uid = self._start(decision, job, services[decision.key], gates.get(decision.key, ()))
                 log.info(
                     "build %s",
                     "adopted" if adopted else "started",
@@ -111,14 +116,16 @@ class Builder:
             and _failed(job) is None
         )
 
-    def _start(self, decision: BuildDecision, old: Manifest | None, service: Service) -> str:
+    def _start(
+        self, decision: BuildDecision, old: Manifest | None, service: Service, gates: Sequence[str]
+    ) -> str:
         """Creates the Job (replacing a finished one of the same name); returns its uid."""
         namespace = self.settings.build_namespace
         if old is not None:
             if old["metadata"].get("annotations", {}).get(TRACKING_ANNOTATION) != self.tracking:
                 raise client.ApiException(status=409, reason=f"Job {decision.job} exists and is not ours")
             resources.delete(self.api, "Job", namespace, decision.job)
-        body = build_job(service, self.settings)
+        body = build_job(service, self.settings, gates)
         body["metadata"]["annotations"][TRACKING_ANNOTATION] = self.tracking
         for attempt in range(20):  # the old Job's name is freed once its deletion is processed
             try:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.plan import Manifest, ObjectRef
+from reconciler.plan.rollout import Held
 from reconciler.render.labels import applications_of
 from reconciler.spec.names import label_safe
 
@@ -46,12 +47,13 @@ def assess(
     live: Mapping[ObjectRef, Manifest] | None,
     pods: Iterable[Manifest],
     pending: Iterable[ObjectRef],
-    blocked: Mapping[str, list[dict[str, Any]]] | None = None,
+    held: Mapping[str, Held] | None = None,
 ) -> list[AppStatus]:
     """`applications` are (shortName, version, deploy); `live` is None when the cluster could not
     be read; `pending` are desired objects still not applied as desired (failed, refused, drift
-    left alone); `blocked` are applications waiting for a build, with its state and reason."""
-    blocked = blocked or {}
+    left alone); `held` are applications held back by a build: Incomplete once one failed,
+    Pending while they run, and out of sync until they roll out."""
+    held = held or {}
     by_application: dict[str, list[Manifest]] = {}
     for obj in desired:
         for member in applications_of(obj):
@@ -108,9 +110,9 @@ def assess(
                     "externalIPs": [i["ip"] for i in ingress if i.get("ip")],
                     "exists": bool(current),
                 }
-        builds = blocked.get(key, [])
-        if builds:
-            failed = any(b["state"] == "failed" for b in builds)
+        hold = held.get(key)
+        if hold is not None:
+            failed = any(b["state"] == "failed" for b in hold.builds)
             status = DeploymentStatus.INCOMPLETE if failed else DeploymentStatus.PENDING
             sync = SyncStatus.OUT_OF_SYNC
         elif not deploy or not mine:
@@ -130,8 +132,9 @@ def assess(
                 "availableReplicas": sum(i["availableReplicas"] for i in deployments),
             },
         }
-        if builds:
-            detail["builds"] = builds
+        if hold is not None:
+            detail["builds"] = list(hold.builds)
+            detail["heldAt"] = hold.status()
         statuses.append(AppStatus(short_name, version, status, sync, detail))
     return statuses
 

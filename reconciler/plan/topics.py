@@ -43,7 +43,7 @@ def needed(spec: Spec, settings: Settings) -> dict[str, list[str]]:
     for app in spec.applications:
         if not app.deploy:
             continue
-        key = f"{app.short_name}@{app.version}"
+        key = app.key
         uses_kafka = bool(app.kafka_faas_connectors)
         for entry in app.services:
             uses_kafka = uses_kafka or spec.service(entry.short_name, entry.version).kafka_enabled

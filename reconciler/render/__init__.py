@@ -6,11 +6,14 @@ cluster; images built elsewhere come in as an argument.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Iterable, Mapping
 
 from reconciler.render.builds import build_job
+from reconciler.render.labels import APPLICATIONS_ANNOTATION, applications_of
 from reconciler.render.settings import Settings
 from reconciler.render.workloads import (
+    Instance,
     Manifest,
     ServiceId,
     connector_deployment,
@@ -28,26 +31,51 @@ def render(spec: Spec, settings: Settings, built: Mapping[ServiceId, str] | None
     """Desired objects, sorted by kind, namespace and name.
 
     `built=None` is the preview (`mico-reconciler render`, `diff`): a build Job for every service
-    built from source and its Deployment on the tag the build will push. With `built` (the
-    daemon), Jobs are left to the builder and a source-built instance is rendered only once its
-    image is built, pinned by digest: a failed build never deploys."""
+    built from source, annotated with the applications it gates, and its Deployment on the tag
+    the build will push. With `built` (the daemon), Jobs are left to the builder and a
+    source-built instance is rendered only once its image is built, pinned by digest: a failed
+    build never deploys."""
     objects: list[Manifest] = []
-    needs_build = {}
-    for instance in instances(spec):
+    every = instances(spec)
+    for instance in every:
         service = instance.service
-        key = (service.short_name, service.version)
-        if service.source is not None:
-            needs_build[key] = service
-            if built is not None and key not in built:
-                continue
+        if (
+            service.source is not None
+            and built is not None
+            and (service.short_name, service.version) not in built
+        ):
+            continue
         objects.append(service_deployment(instance, spec, settings, built or {}))
         objects.extend(kubernetes_services(instance, settings))
     if built is None:
-        objects.extend(build_job(service, settings) for service in needs_build.values())
+        services = {(i.service.short_name, i.service.version): i.service for i in every}
+        objects.extend(build_job(services[key], settings, apps) for key, apps in _gates(every).items())
     for app in spec.applications:
         if app.deploy:
             objects.extend(connector_deployment(app, c, settings) for c in app.kafka_faas_connectors)
     return sorted(objects, key=object_key)
+
+
+def compose(parts: Iterable[list[Manifest]]) -> list[Manifest]:
+    """One desired state from renders of disjoint sets of applications (each set rendered from
+    the revision it rolls out at). An instance two parts render is one object: the first part's,
+    serving the applications of both, with the replicas of both (MICO's scale-out)."""
+    merged: dict[tuple[str, str, str], Manifest] = {}
+    for part in parts:
+        for obj in part:
+            key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+            merged[key] = obj if key not in merged else _joined(merged[key], obj)
+    return sorted(merged.values(), key=object_key)
+
+
+def _joined(first: Manifest, other: Manifest) -> Manifest:
+    joined = copy.deepcopy(first)
+    annotations = joined["metadata"]["annotations"]
+    members = applications_of(first) | applications_of(other)
+    annotations[APPLICATIONS_ANNOTATION] = ",".join(sorted(members))
+    if joined["kind"] == "Deployment":
+        joined["spec"]["replicas"] += other["spec"]["replicas"]
+    return joined
 
 
 def builds_needed(spec: Spec) -> list[Service]:
@@ -58,9 +86,32 @@ def builds_needed(spec: Spec) -> list[Service]:
     return [found[key] for key in sorted(found)]
 
 
+def build_gates(spec: Spec) -> dict[ServiceId, tuple[str, ...]]:
+    """Per service version built from source, the applications whose rollout waits for its build."""
+    return _gates(instances(spec))
+
+
+def _gates(every: Iterable[Instance]) -> dict[ServiceId, tuple[str, ...]]:
+    gates: dict[ServiceId, set[str]] = {}
+    for instance in every:
+        if instance.service.source is not None:
+            key = (instance.service.short_name, instance.service.version)
+            gates.setdefault(key, set()).update(a.key for a in instance.applications)
+    return {key: tuple(sorted(gates[key])) for key in sorted(gates)}
+
+
 def object_key(obj: Manifest) -> tuple[int, str, str]:
     meta = obj["metadata"]
     return (_KIND_ORDER.get(obj["kind"], 99), meta.get("namespace", ""), meta["name"])
 
 
-__all__ = ["Manifest", "Settings", "builds_needed", "object_key", "render"]
+__all__ = [
+    "Manifest",
+    "ServiceId",
+    "Settings",
+    "build_gates",
+    "builds_needed",
+    "compose",
+    "object_key",
+    "render",
+]

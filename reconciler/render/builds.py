@@ -8,6 +8,7 @@ message, where the reconciler reads it to pin the Deployment's image.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from reconciler.render.labels import mico_labels
@@ -17,6 +18,8 @@ from reconciler.spec.model import GitSource, Service
 from reconciler.spec.names import build_job_name
 
 SOURCE_ANNOTATION = "ust.mico/source"
+#: The applications (`shortName@version`) whose rollout waits for this build.
+GATES_ANNOTATION = "ust.mico/gates"
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -36,7 +39,7 @@ def source_fingerprint(source: GitSource, version: str) -> str:
     return f"{source.git}#{source.revision or version}:{source.context}/{source.dockerfile}"
 
 
-def build_job(service: Service, settings: Settings) -> dict[str, Any]:
+def build_job(service: Service, settings: Settings, gates: Iterable[str]) -> dict[str, Any]:
     assert service.source is not None
     source = service.source
     name = build_job_name(service.short_name, service.version)
@@ -57,7 +60,10 @@ def build_job(service: Service, settings: Settings) -> dict[str, Any]:
             "name": name,
             "namespace": settings.build_namespace,
             "labels": labels,
-            "annotations": {SOURCE_ANNOTATION: source_fingerprint(source, service.version)},
+            "annotations": {
+                SOURCE_ANNOTATION: source_fingerprint(source, service.version),
+                GATES_ANNOTATION: ",".join(gates),
+            },
         },
         "spec": {
             "backoffLimit": settings.build_backoff_limit,

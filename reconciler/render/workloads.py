@@ -136,7 +136,7 @@ def _deployment(
 
 
 def _applications_annotation(apps: tuple[Application, ...]) -> dict[str, str]:
-    return {APPLICATIONS_ANNOTATION: ",".join(sorted(f"{a.short_name}@{a.version}" for a in apps))}
+    return {APPLICATIONS_ANNOTATION: ",".join(sorted(a.key for a in apps))}
 
 
 def service_deployment(

@@ -76,6 +76,30 @@ class GitSource:
         _, files = read_revision(self.workdir, revision, self.path)
         return Snapshot(revision, files, rewritten)
 
+    def at(self, revision: str) -> dict[str, bytes]:
+        """The config at a commit fetched before; a clone that lacks it (a restart on an empty
+        work directory) fetches that commit by id."""
+        if not _COMMIT.match(revision):
+            raise SourceError(f"{quote(revision)}: not a commit id")
+        try:
+            return read_revision(self.workdir, revision, self.path)[1]
+        except SourceError:
+            pass
+        repo = self._repo()
+        try:
+            repo.git.fetch(
+                "--depth=1",
+                "--no-tags",
+                "--",
+                "origin",
+                revision,
+                env=self._environment(),
+                kill_after_timeout=self.timeout,
+            )
+        except git.GitCommandError as err:
+            raise SourceError(self._explain(err, revision)) from err
+        return read_revision(self.workdir, revision, self.path)[1]
+
     def _repo(self) -> git.Repo:
         try:
             if (self.workdir / "HEAD").exists():
@@ -122,11 +146,12 @@ class GitSource:
             k: v for k, v in os.environ.items() if k.startswith("MICO_GIT_") and k not in env
         }
 
-    def _explain(self, err: git.GitCommandError) -> str:
+    def _explain(self, err: git.GitCommandError, ref: str | None = None) -> str:
         stderr = redact(str(err.stderr or "")).strip().replace("\n", " ")
         where = redact(self.url)
+        ref = self.ref if ref is None else ref
         if "couldn't find remote ref" in stderr or "not our ref" in stderr:
-            return f"{quote(self.ref)} does not exist in {where} (deleted branch or tag?): {stderr}"
+            return f"{quote(ref)} does not exist in {where} (deleted branch or tag?): {stderr}"
         if err.status in (-9, -15) or "timed out" in stderr.lower():
             return f"fetching {where} timed out after {self.timeout:.0f}s"
-        return f"fetching {quote(self.ref)} from {where} failed: {stderr or err.status}"
+        return f"fetching {quote(ref)} from {where} failed: {stderr or err.status}"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -49,6 +49,10 @@ class Spec:
     def service(self, short_name: str, version: str) -> Service:
         """The service a reference names (versions compare by SemVer precedence)."""
         return self._by_identity[(short_name, MicoVersion.parse(version))]
+
+    def only(self, applications: Collection[str]) -> Spec:
+        """The same services, and only the applications named (`shortName@version`)."""
+        return replace(self, applications=tuple(a for a in self.applications if a.key in applications))
 
     @functools.cached_property
     def _by_identity(self) -> dict[tuple[str, MicoVersion], Service]:

@@ -215,6 +215,11 @@ class Application(Described):
     services: list[ServiceDeployment] = []
     kafka_faas_connectors: list[KafkaFaasConnector] = []
 
+    @property
+    def key(self) -> str:
+        """`shortName@version`: how status, history, annotations and rollouts name it."""
+        return f"{self.short_name}@{self.version}"
+
 
 class Document(ContractModel):
     """One YAML document of a mico.yaml file."""

@@ -498,7 +498,7 @@ class _Checker:
         self, origin: Origin, e: int, entry: ServiceDeployment, applications: list[Application]
     ) -> None:
         """A Deployment the apiserver would refuse is an error now, not at apply time."""
-        annotation = len(",".join(f"{a.short_name}@{a.version}" for a in applications))
+        annotation = len(",".join(a.key for a in applications))
         if annotation > MAX_ANNOTATION_BYTES:
             self.add(
                 origin,

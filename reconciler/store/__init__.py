@@ -79,6 +79,11 @@ MIGRATIONS: tuple[str, ...] = (
         name TEXT NOT NULL, state TEXT NOT NULL, detail TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE rollouts (
+        app TEXT PRIMARY KEY, revision TEXT NOT NULL, run_id INTEGER NOT NULL, at REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -249,9 +254,11 @@ class Store:
         problems: Iterable[Mapping[str, Any]] = (),
         statuses: Iterable[AppStatusRecord] = (),
         applied: Mapping[tuple[str, str, str, str], str | None] | None = None,
+        rollouts: Mapping[str, str | None] | None = None,
     ) -> None:
         """Everything a run found, in one transaction; `applied` maps object keys to the hash now
-        applied (None: deleted)."""
+        applied (None: deleted), `rollouts` applications (`shortName@version`) to the revision
+        they now run at (None: forget the application)."""
         with self._transaction() as db:
             db.execute(
                 "UPDATE runs SET finished = ?, outcome = ?, revision = ?, error = ?, api_requests = ? "
@@ -285,6 +292,14 @@ class Store:
                     )
                 else:
                     db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?, ?, ?, ?)", (*key, digest))
+            for app, revision in (rollouts or {}).items():
+                if revision is None:
+                    db.execute("DELETE FROM rollouts WHERE app = ?", (app,))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO rollouts VALUES (?, ?, ?, ?)",
+                        (app, revision, run_id, time.time()),
+                    )
             db.execute("DELETE FROM runs WHERE id <= (SELECT MAX(id) FROM runs) - ?", (self.retention,))
 
     def start_build(
@@ -364,6 +379,13 @@ class Store:
             rows = db.execute("SELECT api_version, kind, namespace, name, hash FROM applied").fetchall()
         checked = [self._checked("applied", r, dict.fromkeys(r.keys(), _TEXT)) for r in rows]
         return {(r["api_version"], r["kind"], r["namespace"], r["name"]): r["hash"] for r in checked}
+
+    def rollouts(self) -> dict[str, str]:
+        """Each application (`shortName@version`) and the revision it last rolled out at."""
+        with self._reading() as db:
+            rows = db.execute("SELECT app, revision FROM rollouts").fetchall()
+        checked = [self._checked("rollouts", r, {"app": _TEXT, "revision": _TEXT}) for r in rows]
+        return {r["app"]: r["revision"] for r in checked}
 
     def last_good_revision(self) -> str | None:
         with self._reading() as db:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import EXIT_CODES, main
+from reconciler.store import AppStatusRecord, Store
 from tests.helpers import EXAMPLE, ROOT, commit, dump, example_data, new_repo, run
 
 
@@ -155,6 +156,37 @@ def test_diff_markdown_and_json(repo: Path) -> None:
     report = json.loads(diff(repo, "main~1", "main", "--output", "json").stdout)
     assert report["hasChanges"] is True
     assert [(o["kind"], o["change"]) for o in report["objects"]] == [("Deployment", "changed")]
+
+
+def test_diff_shows_which_applications_a_build_gates(repo: Path) -> None:
+    data = example_data()
+    data["applications"][1]["services"].append(
+        {"shortName": "spring-boot-realworld-example-app", "version": "v1.0.0", "instance": "messaging"}
+    )
+    commit(repo, data, "messaging uses the backend too")
+    result = diff(repo, "HEAD~1", "HEAD")
+    assert result.returncode == 1, result.stderr
+    gates = "ust.mico/gates: messaging-example@v1.0.0,realworld@v1.0.0"
+    assert f"-    ust.mico/gates: realworld@v1.0.0\n+    {gates}" in result.stdout
+
+
+def test_status_says_where_a_held_application_stays(tmp_path: Path) -> None:
+    held = {"revision": "a" * 40, "problem": None}
+    build = {"job": "build-x-v1-0-0", "state": "failed", "reason": "BackoffLimitExceeded", "logTail": None}
+    store = Store(tmp_path / "state.db")
+    statuses = [
+        AppStatusRecord("shop", "v1.0.0", "Incomplete", "OutOfSync", {"builds": [build], "heldAt": held}),
+        AppStatusRecord(
+            "new", "v1.0.0", "Pending", "OutOfSync", {"heldAt": {"revision": None, "problem": None}}
+        ),
+    ]
+    store.finish_run(store.start_run("test"), outcome="failed", revision="b" * 40, statuses=statuses)
+    store.close()
+    text = run("status", "--state-db", str(tmp_path / "state.db")).stdout
+    assert f"  held back at revision {'a' * 12} until its builds succeed; its objects are kept\n" in text
+    assert "  build build-x-v1-0-0 failed: BackoffLimitExceeded" in text
+    assert "new v1.0.0: Pending, OutOfSync" in text
+    assert "  held back: not rolled out yet; it rolls out once its builds succeed" in text
 
 
 def test_diff_with_invalid_head_exits_2_and_prints_problems(repo: Path) -> None:

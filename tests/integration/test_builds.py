@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import time
@@ -17,7 +18,15 @@ from prometheus_client import REGISTRY
 
 from reconciler.engine import Engine, RunOutcome
 from tests.helpers import example_data, run
-from tests.integration.conftest import BACKEND, ConfigRepo, Platform, backend, deployments, sync_command
+from tests.integration.conftest import (
+    BACKEND,
+    ConfigRepo,
+    Platform,
+    backend,
+    deployments,
+    sync_command,
+    versions,
+)
 
 JOB = "build-spring-boot-realworld-example-app-v1-0-0"
 
@@ -155,5 +164,85 @@ def test_status_and_history_show_builds(
     status = run("status", "--state-db", state, "realworld").stdout
     assert "realworld v1.0.0: Incomplete" in status
     assert "build build-spring-boot-realworld-example-app-v1-0-0 failed: BackoffLimitExceeded" in status
+    assert "held back: not rolled out yet; it rolls out once its builds succeed" in status
     history = json.loads(run("history", "--state-db", state, "--output", "json").stdout)
     assert history[0]["builds"][0]["outcome"] == "failed"
+
+
+def realworld_objects(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
+    return {
+        name: version
+        for name, version in versions(kube, namespace).items()
+        if not name.startswith("V1Job") and "realworld-example-app" in name
+    }
+
+
+def test_an_application_rolls_out_whole_once_its_builds_succeed(
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    kube: client.ApiClient,
+    namespace: str,
+) -> None:
+    """A failing build holds back exactly its application: its previous objects stay as they
+    were, the other applications update, and it rolls out once the build succeeds."""
+    first = config_repo.push(with_git("https://git.example/team/backend.git"))
+    engine = make_engine(build_backoff_seconds=1)
+    assert engine.run("test").outcome == RunOutcome.SUCCEEDED
+    before = realworld_objects(kube, namespace)
+    old_image = backend(kube, namespace).spec.template.spec.containers[0].image
+
+    change = with_git("https://git.example/team/backend-fails.git")
+    change["applications"][0]["services"][0]["replicas"] = 3  # realworld's frontend: held back
+    change["applications"][1]["services"][1]["replicas"] = 2  # messaging-example's msg-validator
+    change["services"].append(
+        {
+            "shortName": "newcomer",
+            "version": "v1.0.0",
+            "name": "Newcomer",
+            "kafkaEnabled": True,
+            "source": {"git": "https://git.example/team/newcomer-fails.git", "revision": "v1.0.0"},
+        }
+    )
+    change["applications"].append(
+        {
+            "shortName": "newcomer",
+            "version": "v1.0.0",
+            "name": "Newcomer",
+            "services": [
+                {"shortName": "newcomer", "version": "v1.0.0"},
+                {"shortName": "msg-validator", "version": "v1.0.0", "instance": "newcomer"},
+            ],
+        }
+    )
+    second = config_repo.push(change)
+    held = engine.run("test")
+    assert held.outcome == RunOutcome.FAILED
+    assert sorted(b.decision.job for b in held.builds if not b.succeeded) == ["build-newcomer-v1-0-0", JOB]
+    assert realworld_objects(kube, namespace) == before, "the held application's objects are unchanged"
+    assert backend(kube, namespace).spec.template.spec.containers[0].image == old_image
+    names = deployments(kube, namespace)
+    assert not [n for n in names if n.startswith("newcomer") or n.endswith("newcomer")], "never rolled out"
+    (validator,) = [d for n, d in names.items() if n.startswith("msg-validator")]
+    assert validator.spec.replicas == 2, "the other application updated"
+    statuses = {s.app: s for s in held.statuses}
+    assert statuses["realworld"].deployment.value == "Incomplete"
+    assert statuses["realworld"].detail["heldAt"] == {"revision": first, "problem": None}
+    assert statuses["realworld"].detail["builds"][0]["reason"].startswith("BackoffLimitExceeded")
+    assert statuses["newcomer"].detail["heldAt"] == {"revision": None, "problem": None}
+    assert statuses["messaging-example"].deployment.value in ("Deployed", "Pending")
+    assert engine.store.rollouts() == {"realworld@v1.0.0": first, "messaging-example@v1.0.0": second}
+
+    fixed = copy.deepcopy(change)
+    fixed["services"][0]["source"]["git"] = "https://git.example/team/backend-fixed.git"
+    fixed["services"][-1]["source"]["git"] = "https://git.example/team/newcomer.git"
+    third = config_repo.push(fixed)
+    rolled = engine.run("test")
+    assert rolled.outcome == RunOutcome.SUCCEEDED, rolled.error
+    front = next(d for n, d in deployments(kube, namespace).items() if n.startswith("react-redux"))
+    assert front.spec.replicas == 3
+    new_image = backend(kube, namespace).spec.template.spec.containers[0].image
+    assert new_image != old_image
+    assert [n for n in deployments(kube, namespace) if n.startswith("newcomer")]
+    assert engine.store.rollouts() == dict.fromkeys(
+        ("realworld@v1.0.0", "messaging-example@v1.0.0", "newcomer@v1.0.0"), third
+    )

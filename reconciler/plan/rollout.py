@@ -1,0 +1,83 @@
+"""Atomic application rollout: which applications move to the new revision and which stay. Pure.
+
+MICO created or updated an application's Kubernetes objects only after all of its builds had
+finished. So an application whose builds have all succeeded is released at the new revision;
+one still waiting for a build (starting, failed, backing off) is held at the revision it last
+rolled out at and keeps exactly that revision's objects, or nothing if it never rolled out.
+An instance it shares with released applications keeps its previous contribution (replicas).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.plan.builds import BuildDecision, BuildState
+from reconciler.render import ServiceId
+from reconciler.spec import Spec
+
+
+@dataclass(frozen=True)
+class Held:
+    """An application held back, and what it keeps."""
+
+    #: The builds it waits for: service, version, job, state (building or failed), reason, logTail.
+    builds: tuple[Mapping[str, Any], ...]
+    #: The revision it last rolled out at (None: never).
+    revision: str | None = None
+    #: That revision's config with only this application, and the images its builds pinned;
+    #: None when it never rolled out or that revision cannot be rendered again (see `problem`).
+    config: Spec | None = None
+    images: Mapping[ServiceId, str] = field(default_factory=dict)
+    #: Why the previous revision cannot be rendered; its objects are then kept as they are.
+    problem: str | None = None
+
+    def status(self) -> dict[str, Any]:
+        """What `status` shows about the hold."""
+        return {"revision": self.revision, "problem": self.problem}
+
+
+def waiting(
+    spec: Spec, decisions: Mapping[ServiceId, BuildDecision]
+) -> dict[str, tuple[dict[str, Any], ...]]:
+    """Deployed applications (`shortName@version`) waiting for a build, with the builds and why."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for app in spec.applications:
+        if not app.deploy:
+            continue
+        for entry in app.services:
+            service = spec.service(entry.short_name, entry.version)
+            decision = decisions.get((service.short_name, service.version))
+            if decision is None or decision.state == BuildState.READY:
+                continue
+            failure = decision.last_failure or {}
+            found.setdefault(app.key, []).append(
+                {
+                    "service": service.short_name,
+                    "version": service.version,
+                    "job": decision.job,
+                    "state": "failed" if failure else "building",
+                    "reason": failure.get("reason") or decision.reason,
+                    "logTail": failure.get("log_tail"),
+                }
+            )
+    return {app: tuple(builds) for app, builds in found.items()}
+
+
+def rollouts(
+    spec: Spec,
+    revision: str,
+    held: Collection[str],
+    incomplete: Collection[str],
+    recorded: Mapping[str, str],
+) -> dict[str, str | None]:
+    """The changes to remember: every released application whose objects all applied now runs at
+    `revision`; an application no longer deployed is forgotten (None), so adding it again later
+    never brings back an old revision."""
+    deployed = {a.key for a in spec.applications if a.deploy}
+    changes: dict[str, str | None] = {app: None for app in recorded if app not in deployed}
+    for app in sorted(deployed - set(held) - set(incomplete)):
+        if recorded.get(app) != revision:
+            changes[app] = revision
+    return changes
