@@ -433,6 +433,14 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
             default=None,
             help="namespace of the Lease (default: --namespace)",
         )
+        _option(
+            group,
+            "--lease-name",
+            type=_setting("namespace", str),
+            default=None,
+            help="name of the Lease, e.g. to grant RBAC on it by name (default: derived from "
+            "--repo, --path and --namespace, so two instances never share one)",
+        )
     else:
         parser.add_argument(
             "--once", action="store_true", default=True, help="run once and exit (the default)"
@@ -623,8 +631,8 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
     are checked first, so their errors are 2 and come before any connection is tried."""
     # imported here: `validate`, `render` and `diff` start in half the time without the clients
     from reconciler.cluster.cache import ObjectCache
-    from reconciler.cluster.resources import DEPLOYMENT, POD, SERVICE
-    from reconciler.engine import SELECTOR, Engine, Options
+    from reconciler.cluster.resources import POD
+    from reconciler.engine import SELECTOR, Engine, Options, observed
     from reconciler.source.git import GitSource
 
     settings = _settings(args)
@@ -656,15 +664,7 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
     )
     objects = None
     if watch:
-        objects = ObjectCache(
-            api,
-            [
-                (DEPLOYMENT, settings.namespace),
-                (SERVICE, settings.namespace),
-                (POD, settings.namespace),
-            ],
-            SELECTOR,
-        )
+        objects = ObjectCache(api, [*observed(options), (POD, settings.namespace)], SELECTOR)
         objects.start()
     return Engine(source=source, api=api, counter=counter, store=store, options=options, objects=objects)
 
@@ -716,6 +716,7 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from reconciler.cluster.lease import lease_name
     from reconciler.daemon.service import DaemonOptions, ListenError, serve
 
     secret = _webhook_secret(args)
@@ -731,6 +732,7 @@ def _run(args: argparse.Namespace) -> int:
                 webhook_secret=secret,
                 lease_api=_connect(args)[0] if args.leader_election else None,
                 lease_namespace=args.lease_namespace or engine.options.settings.namespace,
+                lease_name=args.lease_name or lease_name(engine.options.tracking),
             ),
         )
     except ListenError as err:

@@ -464,16 +464,9 @@ class Engine:
     def _observe(self) -> dict[ObjectRef, Manifest]:
         """One LIST per kind and namespace, selected by the managed-by label (or the watch cache
         those LISTs filled); never a GET per object."""
-        settings = self.options.settings
-        sources = [
-            (resources.DEPLOYMENT, settings.namespace),
-            (resources.SERVICE, settings.namespace),
-        ]
-        if self.options.topics == "strimzi":
-            sources.append((resources.KAFKA_TOPIC, settings.namespace))
         return {
             ObjectRef.of(obj): obj
-            for resource, namespace in sources
+            for resource, namespace in observed(self.options)
             for obj in self._list(resource, namespace)
         }
 
@@ -624,6 +617,15 @@ class Engine:
                 "drift": [f"{a.ref}: {a.reason}" for a in (result.plan.drift if result.plan else ())],
             },
         )
+
+
+def observed(options: Options) -> list[tuple[resources.Resource, str]]:
+    """The kinds the reconciler manages, by namespace: what a run lists, or a cache watches."""
+    namespace = options.settings.namespace
+    kinds = [resources.DEPLOYMENT, resources.SERVICE]
+    if options.topics == "strimzi":
+        kinds.append(resources.KAFKA_TOPIC)
+    return [(kind, namespace) for kind in kinds]
 
 
 def _problem_line(problem: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ import yaml
 from kubernetes import client, config
 from prometheus_client import Counter as PromCounter
 
+from reconciler.cluster.permissions import Request, attributes
 from reconciler.redact import redact
 
 REQUESTS = PromCounter(
@@ -28,15 +29,20 @@ REQUESTS = PromCounter(
 
 
 class RequestCounter:
-    """Counts requests of one ApiClient (thread-safe), in total and per method."""
+    """Counts requests of one ApiClient (thread-safe), in total and per method, and keeps the
+    RBAC attributes of each kind of request made (see `permissions`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.by_method: Counter[str] = Counter()
+        self.requests: set[Request] = set()
 
-    def add(self, method: str, code: int) -> None:
+    def add(self, method: str, url: str, code: int) -> None:
+        request = attributes(method, url)
         with self._lock:
             self.by_method[method] += 1
+            if request is not None:
+                self.requests.add(request)
         REQUESTS.labels(method=method, code=str(code)).inc()
 
     @property
@@ -67,9 +73,9 @@ def connect(kubeconfig: str | None, *, pool_size: int = 8) -> tuple[client.ApiCl
         try:
             response = original(method, url, *args, **kwargs)
         except client.ApiException as err:
-            counter.add(method, err.status or 0)
+            counter.add(method, url, err.status or 0)
             raise
-        counter.add(method, response.status)
+        counter.add(method, url, response.status)
         return response
 
     rest.request = counted  # type: ignore[method-assign]

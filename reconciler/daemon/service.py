@@ -35,6 +35,7 @@ class DaemonOptions:
     webhook_secret: bytes | None
     lease_api: client.ApiClient | None
     lease_namespace: str
+    lease_name: str
     progress_interval: float = 5
 
 
@@ -104,7 +105,7 @@ def serve(engine: Engine, options: DaemonOptions) -> None:
         leadership = lease.Leadership(
             options.lease_api,
             namespace=options.lease_namespace,
-            name=lease.lease_name(engine.options.tracking),
+            name=options.lease_name,
         )
         threading.Thread(
             target=leadership.lead, args=[reconcile_while_leading], name="lease", daemon=True

@@ -23,8 +23,9 @@ from kubernetes import client, config
 
 from reconciler.cluster.cache import ObjectCache
 from reconciler.cluster.client import connect
-from reconciler.cluster.resources import DEPLOYMENT, POD, SERVICE
-from reconciler.engine import SELECTOR, Engine, Options
+from reconciler.cluster.permissions import Scope, granted
+from reconciler.cluster.resources import POD
+from reconciler.engine import SELECTOR, Engine, Options, observed
 from reconciler.plan import tracking_id
 from reconciler.render import Settings
 from reconciler.source.git import GitSource
@@ -165,6 +166,7 @@ def make_engine(
     platform: Platform, config_repo: ConfigRepo, namespace: str, tmp_path: Path
 ) -> Callable[..., Engine]:
     caches: list[ObjectCache] = []
+    made: list[Engine] = []
 
     def make(
         path: str = ".",
@@ -177,27 +179,40 @@ def make_engine(
         api, counter = connect(str(platform.kubeconfig))
         rendering = Settings(**{**kafka_settings(platform, namespace), **(settings or {})})
         source = GitSource(config_repo.url, path=path, workdir=tmp_path / f"repo-{state}")
+        chosen = Options(
+            settings=rendering,
+            **options,
+            tracking=tracking_id(repo=config_repo.url, path=path, namespace=namespace),
+        )
         objects = None
         if watch:
-            objects = ObjectCache(api, [(r, namespace) for r in (DEPLOYMENT, SERVICE, POD)], SELECTOR)
+            objects = ObjectCache(api, [*observed(chosen), (POD, namespace)], SELECTOR)
             objects.start()
             caches.append(objects)
-        return Engine(
+        engine = Engine(
             source=source,
             api=api,
             counter=counter,
             store=Store(tmp_path / state),
             objects=objects,
-            options=Options(
-                settings=rendering,
-                **options,
-                tracking=tracking_id(repo=config_repo.url, path=path, namespace=namespace),
-            ),
+            options=chosen,
         )
+        made.append(engine)
+        return engine
 
     yield make
     for cache in caches:
         cache.stop()
+    for engine in made:  # what the code asked of the apiserver, against what the chart grants
+        strimzi = engine.options.topics == "strimzi"
+        ungranted = [
+            r
+            for r in engine.counter.requests
+            if not granted(r, dict.fromkeys(Scope, namespace), strimzi=strimzi)
+        ]
+        assert not ungranted, (
+            f"not in reconciler/cluster/permissions.py (the chart's RBAC): {sorted(ungranted)}"
+        )
 
 
 def deployments(kube: client.ApiClient, namespace: str) -> dict[str, Any]:

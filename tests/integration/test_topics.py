@@ -170,7 +170,8 @@ def test_strimzi_mode_declares_kafka_topics_and_keeps_orphans(
 ) -> None:
     data = messaging(kafka_prefix)
     config_repo.push(data)
-    engine = make_engine(topics="strimzi", strimzi_cluster="mico-kafka", topic_partitions=2)
+    # as the daemon runs it: KafkaTopics observed through the watch cache
+    engine = make_engine(topics="strimzi", strimzi_cluster="mico-kafka", topic_partitions=2, watch=True)
     result = engine.run("test")
     assert result.outcome == RunOutcome.SUCCEEDED, result.error
     declared = kafka_topic_resources(kube, namespace)
