@@ -39,7 +39,7 @@ from reconciler.plan import (
 )
 from reconciler.plan.builds import BuildDecision, BuildState, decide
 from reconciler.plan.health import AppStatus, assess
-from reconciler.plan.rollout import Held, rollouts, waiting
+from reconciler.plan.rollout import Held, keep_live, rollouts, waiting
 from reconciler.render import ServiceId, Settings, build_gates, builds_needed, compose, render
 from reconciler.render.labels import MANAGED_BY, MANAGED_BY_LABEL, applications_of
 from reconciler.render.topics import kafka_topics, resource_name
@@ -107,8 +107,6 @@ class RunResult:
     live: dict[ObjectRef, Manifest] = field(default_factory=dict)
     #: Applications held at their previous revision by a build, as the last plan left them.
     held: dict[str, Held] = field(default_factory=dict)
-    #: Applications now rolled out at this revision (None: forgotten, no longer deployed).
-    rollouts: dict[str, str | None] = field(default_factory=dict)
 
 
 _APPLY_OUTCOME = {Verb.CREATE: Outcome.CREATED, Verb.UPDATE: Outcome.CONFIGURED, Verb.DELETE: Outcome.DELETED}
@@ -190,16 +188,6 @@ class Engine:
             result.builds = self.builder.build(result.run_id, to_start, needed, gates)
             decisions = self._decide(needed)
             self._converge(result, spec, decisions)
-        failed_writes = (
-            a.manifest for a, outcome, _ in result.executed if outcome == Outcome.FAILED and a.manifest
-        )
-        result.rollouts = rollouts(
-            spec,
-            snapshot.revision,
-            held=result.held,
-            incomplete={app for manifest in failed_writes for app in applications_of(manifest)},
-            recorded=self.store.rollouts(),
-        )
         kafka_error = self._topics(result, spec)
         unbuilt = [d for d in decisions.values() if d.state != BuildState.READY]
         retries = [d.retry_at for d in unbuilt if d.retry_at]
@@ -250,7 +238,9 @@ class Engine:
                 managed,
                 partitions=self.options.topic_partitions,
                 replication_factor=self.options.topic_replication_factor,
-                delete_enabled=self.options.topic_deletion,
+                # an application held without its previous revision may still use any topic
+                delete_enabled=self.options.topic_deletion
+                and all(h.config is not None for h in result.held.values()),
             )
             for operation, outcomes, done in (
                 ("create", self._create_topics(decided.create), created),
@@ -282,8 +272,10 @@ class Engine:
         return error
 
     def _wanted_topics(self, spec: Spec, held: dict[str, Held]) -> dict[str, list[str]]:
-        """The topics of the new revision, and those a held application's previous one still uses."""
-        wanted = topics.needed(spec, self.options.settings)
+        """The topics of the released applications' new revision, and those of the held ones'
+        previous revision."""
+        released = {a.key for a in spec.applications} - held.keys()
+        wanted = topics.needed(spec.only(released), self.options.settings)
         for hold in held.values():
             if hold.config is not None:
                 for name, users in topics.needed(hold.config, self.options.settings).items():
@@ -367,8 +359,8 @@ class Engine:
         what its new revision drops is pruned once it rolls out."""
         images = {key: d.image for key, d in decisions.items() if d.image is not None}
         held = self.previous.held(waiting(spec, decisions))
-        desired = self._desired(spec, result.revision or "", images, held)
         actual = self._observe()
+        held, desired = keep_live(held, self._desired(spec, result.revision or "", images, held), actual)
         retain = {ref for ref, obj in actual.items() if applications_of(obj) & held.keys()}
         if not self.options.topic_deletion:  # a KafkaTopic's deletion would delete the topic's data
             retain |= {ref for ref in actual if ref.kind == "KafkaTopic"}
@@ -396,8 +388,21 @@ class Engine:
         result.held = held
         executed = self._execute(plan.actions, actual)
         result.executed += executed
-        pods = self._list(resources.POD, self.options.settings.namespace)
         failed = {a.ref for a, outcome, _ in executed if outcome == Outcome.FAILED}
+        # recorded now, so a later failure of this run cannot lose what this pass rolled out
+        unfinished = [a.manifest or actual.get(a.ref) for a, o, _ in executed if o == Outcome.FAILED]
+        unfinished += [actual.get(a.ref) for a in plan.prune_refused]
+        unfinished += [o for o in desired if ObjectRef.of(o) in set(plan.foreign)]
+        rolled_out = rollouts(
+            spec,
+            result.revision or "",
+            held=held,
+            incomplete={app for obj in unfinished if obj for app in applications_of(obj)},
+            recorded=self.store.rollouts(),
+        )
+        if rolled_out:
+            self.store.record_rollouts(result.run_id, rolled_out)
+        pods = self._list(resources.POD, self.options.settings.namespace)
         pending = failed | {a.ref for a in plan.drift if not self.options.self_heal} | set(plan.foreign)
         result.statuses = assess(
             ((a.short_name, a.version, a.deploy) for a in spec.applications),
@@ -429,15 +434,14 @@ class Engine:
     def _desired(
         self, spec: Spec, revision: str, images: dict[ServiceId, str], held: dict[str, Held]
     ) -> list[Manifest]:
-        """Released applications rendered at `revision`, each held one at its previous revision;
-        once per revision, set of built images and set of holds."""
-        kept = [
-            (app, h.revision, h.config, h.images) for app, h in sorted(held.items()) if h.config is not None
-        ]
+        """Released applications rendered at `revision`, each held one at its previous revision
+        (an instance shared between parts takes the first part's definition: the released one's,
+        else the most recently rolled out); once per revision, set of built images and holds."""
+        kept = [(app, h.revision, h.config, h.images) for app, h in held.items() if h.config is not None]
         key = (
             revision,
             tuple(sorted(images.items())),
-            tuple(sorted(held)),
+            tuple(held),
             tuple((app, at, tuple(sorted(built.items()))) for app, at, _, built in kept),
         )
         if self._rendered is None or self._rendered[0] != key:
@@ -577,7 +581,6 @@ class Engine:
                 for s in result.statuses
             ],
             applied=applied,
-            rollouts=result.rollouts,
         )
         self._export(result)
 

@@ -10,11 +10,13 @@ An instance it shares with released applications keeps its previous contribution
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from reconciler.plan import Manifest, ObjectRef
 from reconciler.plan.builds import BuildDecision, BuildState
 from reconciler.render import ServiceId
+from reconciler.render.labels import applications_of
 from reconciler.spec import Spec
 
 
@@ -63,6 +65,33 @@ def waiting(
                 }
             )
     return {app: tuple(builds) for app, builds in found.items()}
+
+
+#: The problem of a held application whose objects exist but whose rollout was never recorded.
+NO_ROLLOUT = "no rollout of it is recorded (deployed before an upgrade?); its objects are kept as they are"
+
+
+def keep_live(
+    held: Mapping[str, Held], desired: list[Manifest], live: Mapping[ObjectRef, Manifest]
+) -> tuple[dict[str, Held], list[Manifest]]:
+    """Held applications whose previous revision cannot be rendered again keep their live objects
+    exactly: a desired object that serves one of them live stays as it is (an instance shared
+    with a released application keeps their replicas). Their other objects are never desired,
+    and the engine retains them."""
+    frozen = {app for app, hold in held.items() if hold.config is None}
+    if not frozen:
+        return dict(held), desired
+    kept = {ref for ref, obj in live.items() if applications_of(obj) & frozen}
+    present = {app for obj in live.values() for app in applications_of(obj)}
+    return (
+        {
+            app: replace(hold, problem=NO_ROLLOUT)
+            if hold.config is None and hold.revision is None and app in present
+            else hold
+            for app, hold in held.items()
+        },
+        [live[ObjectRef.of(obj)] if ObjectRef.of(obj) in kept else obj for obj in desired],
+    )
 
 
 def rollouts(

@@ -81,23 +81,22 @@ class GitSource:
         work directory) fetches that commit by id."""
         if not _COMMIT.match(revision):
             raise SourceError(f"{quote(revision)}: not a commit id")
-        try:
-            return read_revision(self.workdir, revision, self.path)[1]
-        except SourceError:
-            pass
         repo = self._repo()
         try:
-            repo.git.fetch(
-                "--depth=1",
-                "--no-tags",
-                "--",
-                "origin",
-                revision,
-                env=self._environment(),
-                kill_after_timeout=self.timeout,
-            )
-        except git.GitCommandError as err:
-            raise SourceError(self._explain(err, revision)) from err
+            repo.git.cat_file("-e", f"{revision}^{{commit}}")
+        except git.GitCommandError:
+            try:
+                repo.git.fetch(
+                    "--depth=1",
+                    "--no-tags",
+                    "--",
+                    "origin",
+                    revision,
+                    env=self._environment(),
+                    kill_after_timeout=self.timeout,
+                )
+            except git.GitCommandError as err:
+                raise SourceError(self._explain(err, revision)) from err
         return read_revision(self.workdir, revision, self.path)[1]
 
     def _repo(self) -> git.Repo:

@@ -254,11 +254,9 @@ class Store:
         problems: Iterable[Mapping[str, Any]] = (),
         statuses: Iterable[AppStatusRecord] = (),
         applied: Mapping[tuple[str, str, str, str], str | None] | None = None,
-        rollouts: Mapping[str, str | None] | None = None,
     ) -> None:
         """Everything a run found, in one transaction; `applied` maps object keys to the hash now
-        applied (None: deleted), `rollouts` applications (`shortName@version`) to the revision
-        they now run at (None: forget the application)."""
+        applied (None: deleted)."""
         with self._transaction() as db:
             db.execute(
                 "UPDATE runs SET finished = ?, outcome = ?, revision = ?, error = ?, api_requests = ? "
@@ -292,7 +290,12 @@ class Store:
                     )
                 else:
                     db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?, ?, ?, ?)", (*key, digest))
-            for app, revision in (rollouts or {}).items():
+            db.execute("DELETE FROM runs WHERE id <= (SELECT MAX(id) FROM runs) - ?", (self.retention,))
+
+    def record_rollouts(self, run_id: int, rollouts: Mapping[str, str | None]) -> None:
+        """Applications (`shortName@version`) and the revision they now run at (None: forget)."""
+        with self._transaction() as db:
+            for app, revision in rollouts.items():
                 if revision is None:
                     db.execute("DELETE FROM rollouts WHERE app = ?", (app,))
                 else:
@@ -300,7 +303,6 @@ class Store:
                         "INSERT OR REPLACE INTO rollouts VALUES (?, ?, ?, ?)",
                         (app, revision, run_id, time.time()),
                     )
-            db.execute("DELETE FROM runs WHERE id <= (SELECT MAX(id) FROM runs) - ?", (self.retention,))
 
     def start_build(
         self, *, run_id: int, service: str, version: str, fingerprint: str, job: str, attempt: int
@@ -381,9 +383,10 @@ class Store:
         return {(r["api_version"], r["kind"], r["namespace"], r["name"]): r["hash"] for r in checked}
 
     def rollouts(self) -> dict[str, str]:
-        """Each application (`shortName@version`) and the revision it last rolled out at."""
+        """Each application (`shortName@version`) and the revision it last rolled out at, the
+        most recent rollout first."""
         with self._reading() as db:
-            rows = db.execute("SELECT app, revision FROM rollouts").fetchall()
+            rows = db.execute("SELECT app, revision FROM rollouts ORDER BY run_id DESC, app").fetchall()
         checked = [self._checked("rollouts", r, {"app": _TEXT, "revision": _TEXT}) for r in rows]
         return {r["app"]: r["revision"] for r in checked}
 

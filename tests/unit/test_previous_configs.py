@@ -61,7 +61,8 @@ def rolled_out(store: Store, data: dict[str, Any], revision: str) -> None:
         attempt=1,
     )
     store.finish_build(build, outcome="succeeded", digest=DIGEST)
-    store.finish_run(run, outcome="succeeded", revision=revision, rollouts={APP: revision})
+    store.record_rollouts(run, {APP: revision})
+    store.finish_run(run, outcome="succeeded", revision=revision)
 
 
 def test_a_held_application_keeps_the_config_and_images_of_its_last_rollout(
@@ -110,7 +111,7 @@ def test_a_revision_gone_from_the_repository_keeps_the_objects_as_they_are(
 ) -> None:
     source, _ = fetched(origin, tmp_path / "work")
     gone = "f" * 40
-    store.finish_run(store.start_run("test"), outcome="succeeded", revision=gone, rollouts={APP: gone})
+    store.record_rollouts(store.start_run("test"), {APP: gone})
     held = PreviousConfigs(source, store, SETTINGS).held({APP: BUILD})[APP]
     assert held.config is None
     assert held.problem is not None
@@ -121,7 +122,7 @@ def test_a_revision_whose_build_is_no_longer_recorded_keeps_the_objects_as_they_
     origin: Path, store: Store, tmp_path: Path
 ) -> None:
     source, first = fetched(origin, tmp_path / "work")
-    store.finish_run(store.start_run("test"), outcome="succeeded", revision=first, rollouts={APP: first})
+    store.record_rollouts(store.start_run("test"), {APP: first})
     held = PreviousConfigs(source, store, SETTINGS).held({APP: BUILD})[APP]
     assert held.config is None
     assert held.problem == (
@@ -131,8 +132,20 @@ def test_a_revision_whose_build_is_no_longer_recorded_keeps_the_objects_as_they_
 
 
 def test_rollouts_are_remembered_and_forgotten(store: Store) -> None:
-    run = store.start_run("test")
-    store.finish_run(run, outcome="succeeded", revision="a" * 40, rollouts={APP: "a" * 40, "x@1": "a" * 40})
-    run = store.start_run("test")
-    store.finish_run(run, outcome="succeeded", revision="b" * 40, rollouts={APP: "b" * 40, "x@1": None})
-    assert store.rollouts() == {APP: "b" * 40}
+    store.record_rollouts(store.start_run("test"), {APP: "a" * 40, "x@1": "a" * 40, "y@1": "a" * 40})
+    store.record_rollouts(store.start_run("test"), {APP: "b" * 40, "x@1": None})
+    assert list(store.rollouts().items()) == [(APP, "b" * 40), ("y@1", "a" * 40)], "the most recent first"
+
+
+def test_of_two_held_applications_the_most_recently_rolled_out_comes_first(
+    origin: Path, store: Store, tmp_path: Path
+) -> None:
+    """compose() keeps the first part's definition of a shared instance: the later one."""
+    source, first = fetched(origin, tmp_path / "work")
+    second = commit(origin, with_revision("v1.0.0", replicas=2), "second")
+    source.fetch()
+    other = "messaging-example@v1.0.0"
+    store.record_rollouts(store.start_run("test"), {other: first, APP: first})
+    store.record_rollouts(store.start_run("test"), {other: second})
+    held = PreviousConfigs(source, store, SETTINGS).held({APP: BUILD, other: BUILD})
+    assert [(app, h.revision) for app, h in held.items()] == [(other, second), (APP, first)]

@@ -7,9 +7,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from reconciler.plan import ObjectRef
 from reconciler.plan.builds import BuildDecision, decide
 from reconciler.plan.health import DeploymentStatus, SyncStatus, assess
-from reconciler.plan.rollout import Held, rollouts, waiting
+from reconciler.plan.rollout import NO_ROLLOUT, Held, keep_live, rollouts, waiting
 from reconciler.render import Settings, build_gates, builds_needed, compose, render
 from reconciler.spec import Spec
 from tests.helpers import example_data, load_data
@@ -147,20 +148,53 @@ def test_a_held_application_keeps_its_previous_objects_and_its_share_of_a_shared
 def test_compose_keeps_the_first_parts_definition_and_never_changes_its_input() -> None:
     first = render(config(own_replicas=2).only({"messaging-example@v1.0.0"}), SETTINGS, built={})
     second = render(config(shared_replicas=3).only({"second@v1.0.0"}), SETTINGS, built={})
-    untouched = copy.deepcopy((first, second))
     validator(second)["spec"]["template"]["spec"]["containers"][0]["image"] = "other:1"
+    untouched = copy.deepcopy((first, second))
     joined = validator(compose([first, second]))
     assert joined["spec"]["replicas"] == 5
-    assert (
-        joined["spec"]["template"]["spec"]["containers"][0]["image"]
-        == validator(first)["spec"]["template"]["spec"]["containers"][0]["image"]
-    )
-    assert (first, validator(first)) == (untouched[0], validator(untouched[0]))
+    assert joined["spec"]["template"]["spec"]["containers"][0]["image"] == image_of(validator(first))
+    assert (first, second) == untouched
     assert compose([first]) == first
     services = [o for o in compose([first, second]) if o["kind"] == "Service"]
     assert [s["metadata"]["annotations"]["ust.mico/applications"] for s in services] == [
         "messaging-example@v1.0.0,second@v1.0.0"
     ]
+
+
+def image_of(deployment: dict[str, Any]) -> str:
+    return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def live(objects: list[dict[str, Any]]) -> dict[ObjectRef, dict[str, Any]]:
+    found = {}
+    for obj in copy.deepcopy(objects):
+        obj["metadata"]["resourceVersion"] = "7"
+        found[ObjectRef.of(obj)] = obj
+    return found
+
+
+def test_a_held_application_that_cannot_be_rendered_again_keeps_its_live_objects() -> None:
+    before = render(
+        config(shared_replicas=3), SETTINGS, built={BACKEND: "b@" + DIGEST, WORKER: "w@" + DIGEST}
+    )
+    actual = live(before)
+    new = config(own_replicas=2)
+    released = render(
+        new.only({"realworld@v1.0.0", "messaging-example@v1.0.0"}), SETTINGS, built={BACKEND: "b"}
+    )
+    held = {"second@v1.0.0": Held(({"state": "failed"},), "a" * 40, problem="its revision cannot be read")}
+    kept, desired = keep_live(held, released, actual)
+    shared = validator(desired)
+    assert shared == actual[ObjectRef.of(shared)], "the shared instance stays exactly as it is live"
+    assert shared["spec"]["replicas"] == 1 + 3
+    assert kept == held
+    others = [o for o in desired if o is not shared and o["kind"] == "Deployment"]
+    assert all("resourceVersion" not in o["metadata"] for o in others), "the rest is the new revision"
+    never = {"second@v1.0.0": Held(({"state": "failed"},))}
+    assert keep_live(never, released, actual)[0]["second@v1.0.0"].problem == NO_ROLLOUT
+    assert keep_live(never, released, {})[0]["second@v1.0.0"].problem is None
+    ready = {"second@v1.0.0": Held(({"state": "failed"},), "a" * 40, config(), {})}
+    assert keep_live(ready, released, actual) == (ready, released)
 
 
 def test_only_released_applications_whose_objects_applied_are_remembered() -> None:
