@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-unit lint schema golden bench bench-reconcile bench-platform demo platform platform-down platform-clean clean
+.PHONY: install test test-unit lint schema golden bench bench-reconcile bench-platform demo platform platform-down platform-clean image chart-tools chart-rbac chart-test clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +13,10 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-test: install platform ## every test: unit, CLI and integration (on the local platform)
+test: install chart-tools image platform ## every test: unit, CLI, chart, image and integration (on the local platform)
 	$(BIN)/pytest
 
-test-unit: install ## the tests that need no platform
+test-unit: install chart-tools ## the tests that need no platform
 	$(BIN)/pytest -m "not integration"
 
 platform: ## build (once, cached in ~/.cache/mico-platform) and start the local platform
@@ -28,6 +28,9 @@ platform-down: ## stop exactly the processes `make platform` started
 
 platform-clean: platform-down ## also forget the platform's state (.platform/); caches stay
 	rm -rf .platform
+
+image: ## the OCI image build/mico-reconciler.oci.tar (hack/image/; caches in ~/.cache/mico-image)
+	bash hack/image/build.sh
 
 bench-reconcile: install platform ## the reconciler vs kubectl apply on generated 100/1,000-service configs
 	$(BIN)/python bench/reconcile_bench.py --services 100 1000
@@ -52,6 +55,15 @@ bench: install ## validate/render of a generated 1,000-service config
 
 demo: install platform ## the platform, the example in its git server, the daemon reconciling it
 	bash hack/demo.sh
+
+chart-tools: ## helm and helm-unittest from the Go module proxy (cached in ~/.cache/mico-tools; .tools/bin/helm)
+	bash hack/tools/helm.sh
+
+chart-rbac: install ## regenerate the chart's RBAC rules from reconciler/cluster/permissions.py
+	$(BIN)/python hack/chart/rbac_rules.py
+
+chart-test: install chart-tools ## the chart's static tests (lint, render, schemas, helm-unittest, RBAC = permissions.py)
+	$(BIN)/pytest tests/chart
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -6,11 +6,15 @@ namespace, Kafka topic prefix and git repository, removed afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -289,3 +293,78 @@ def sync_command(platform: Platform, repo: str, namespace: str, state_dir: Path)
         state_db=state_dir / "cli.db",
         workdir=state_dir / "cli-repo",
     )
+
+
+# -- a daemon process and its HTTP endpoints --------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Daemon:
+    process: subprocess.Popen[bytes]
+    url: str
+    state_db: Path
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
+        request = urllib.request.Request(self.url + path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    def runs(self) -> list[dict[str, Any]]:
+        return json.loads(self.get("/api/history?limit=100")[1])
+
+
+def listening(daemon: Daemon) -> bool:
+    try:
+        return daemon.get("/healthz")[0] == 200
+    except OSError:
+        return False
+
+
+def ready(daemon: Daemon) -> bool:
+    try:
+        return daemon.get("/readyz")[0] == 200 and bool(daemon.runs())
+    except OSError:
+        return False
+
+
+def token_kubeconfig(platform: Platform, kube: client.ApiClient, namespace: str, account: str) -> str:
+    """A kubeconfig for a ServiceAccount: the platform's server and CA, a TokenRequest token."""
+    core = client.CoreV1Api(kube)
+    request = {"spec": {"audiences": [], "expirationSeconds": 3600}}
+    token = core.create_namespaced_service_account_token(account, namespace, request).status.token
+    admin = yaml.safe_load(platform.kubeconfig.read_text())
+    context = next(c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"])
+    cluster = next(c["cluster"] for c in admin["clusters"] if c["name"] == context["cluster"])
+    config: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": account,
+        "clusters": [
+            {
+                "name": "platform",
+                "cluster": {
+                    "server": cluster["server"],
+                    "certificate-authority-data": cluster["certificate-authority-data"],
+                },
+            }
+        ],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": "platform", "user": account}}],
+    }
+    return yaml.safe_dump(config)

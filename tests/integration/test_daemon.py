@@ -8,15 +8,11 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +27,13 @@ from tests.helpers import example_data, run
 from tests.integration.conftest import (
     BACKEND,
     ConfigRepo,
+    Daemon,
     Platform,
     backend,
     deployments,
+    free_port,
+    listening,
+    ready,
     reconciler_command,
     sync_command,
     versions,
@@ -361,37 +361,6 @@ def test_an_invalid_commit_changes_nothing_and_shows_everywhere(
 # -- the daemon: webhooks, metrics, Prometheus, restarts ------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Daemon:
-    process: subprocess.Popen[bytes]
-    url: str
-    state_db: Path
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=5) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read()
-
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
-        request = urllib.request.Request(self.url + path, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as err:
-            return err.code
-
-    def runs(self) -> list[dict[str, Any]]:
-        return json.loads(self.get("/api/history?limit=100")[1])
-
-
 SECRET = b"s3cret-for-tests"
 
 
@@ -430,7 +399,7 @@ def start_daemon(
         daemon = Daemon(process, f"http://127.0.0.1:{port}", tmp_path / state)
         started.append(daemon)
         eventually(
-            lambda: _ready(daemon) if wait_for_run else _listening(daemon),
+            lambda: ready(daemon) if wait_for_run else listening(daemon),
             timeout=60,
             what="the daemon to be ready",
         )
@@ -441,20 +410,6 @@ def start_daemon(
         if daemon.process.poll() is None:
             daemon.process.terminate()
             daemon.process.wait(timeout=30)
-
-
-def _listening(daemon: Daemon) -> bool:
-    try:
-        return daemon.get("/healthz")[0] == 200
-    except OSError:
-        return False
-
-
-def _ready(daemon: Daemon) -> bool:
-    try:
-        return daemon.get("/readyz")[0] == 200 and bool(daemon.runs())
-    except OSError:
-        return False
 
 
 def sign(body: bytes) -> str:
