@@ -238,6 +238,12 @@ def _setting(name: str, kind: type[str] | type[int]) -> Callable[[str], Any]:
     return parse
 
 
+def _lease_name(text: str) -> str:
+    if len(text) > 253 or not re.fullmatch(render_settings.DNS_SUBDOMAIN, text):
+        raise argparse.ArgumentTypeError("expected a Lease name: a DNS subdomain, e.g. mico.reconciler-1")
+    return text
+
+
 _POSITIVE_SECONDS = _number(float, "a number of seconds > 0", lambda v: v > 0)
 _SECONDS = _number(float, "a number of seconds >= 0", lambda v: v >= 0)
 _POSITIVE_INTEGER = _number(int, "an integer >= 1", lambda v: v >= 1)
@@ -436,7 +442,7 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
         _option(
             group,
             "--lease-name",
-            type=_setting("namespace", str),
+            type=_lease_name,
             default=None,
             help="name of the Lease, e.g. to grant RBAC on it by name (default: derived from "
             "--repo, --path and --namespace, so two instances never share one)",

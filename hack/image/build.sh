@@ -58,7 +58,8 @@ fi
 
 # --- 2. The base root filesystem ------------------------------------------------------------
 suite=${MICO_IMAGE_SUITE:-bookworm}
-packages=(python3 python3-venv ca-certificates git openssh-client)
+# procps: GitPython finds the children of a timed-out git (git-remote-https, ssh) with ps
+packages=(python3 python3-venv ca-certificates git openssh-client procps)
 mirrors=()
 if [[ -n ${MICO_IMAGE_MIRROR:-} ]]; then
   mirrors=("$MICO_IMAGE_MIRROR")

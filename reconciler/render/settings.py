@@ -18,7 +18,7 @@ _REGISTRY = r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+(
 _BOOTSTRAP = r"^[A-Za-z0-9.-]+:[0-9]{1,5}(,[A-Za-z0-9.-]+:[0-9]{1,5})*$"
 _HTTP_URL = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$"
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
-_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
 class SettingsError(ValueError):
@@ -147,7 +147,7 @@ _RULES: dict[str, tuple[Callable[[str], bool], str]] = {
         "(at most 63 characters, beginning and ending with a letter or digit)",
     ),
     "kaniko_image": (_pattern(IMAGE_PATTERN), _IMAGE_FORM),
-    "registry_secret": (_pattern(_DNS_SUBDOMAIN), "a Secret name (a DNS subdomain)"),
+    "registry_secret": (_pattern(DNS_SUBDOMAIN), "a Secret name (a DNS subdomain)"),
     "build_cpu_request": (_pattern(_QUANTITY), _QUANTITY_FORM),
     "build_cpu_limit": (_pattern(_QUANTITY), _QUANTITY_FORM),
     "build_memory_request": (_pattern(_QUANTITY), _QUANTITY_FORM),

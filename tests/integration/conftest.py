@@ -368,3 +368,16 @@ def token_kubeconfig(platform: Platform, kube: client.ApiClient, namespace: str,
         "contexts": [{"name": account, "context": {"cluster": "platform", "user": account}}],
     }
     return yaml.safe_dump(config)
+
+
+@pytest.fixture(scope="session")
+def kafkatopic_crd(platform: Platform) -> None:
+    """Strimzi's KafkaTopic CRD (no operator runs): KafkaTopics can be applied, and RBAC on them checked."""
+    applied = platform.kubectl(
+        "apply", "--server-side", "-f", str(Path(__file__).with_name("kafkatopic-crd.yaml"))
+    )
+    assert applied.returncode == 0, applied.stderr
+    established = platform.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/kafkatopics.kafka.strimzi.io"
+    )
+    assert established.returncode == 0, established.stderr

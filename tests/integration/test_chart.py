@@ -286,6 +286,7 @@ def test_service_account_can_exactly_what_permissions_grants(platform: Platform,
     assert not wrong, f"can-i differs from permissions.RULES: {wrong}"
 
 
+@pytest.mark.usefixtures("kafkatopic_crd")  # `can-i` resolves kafkatopics.kafka.strimzi.io by discovery
 def test_upgrade_changes_the_pod_and_the_rules(platform: Platform, release: Release) -> None:
     ns = release.namespaces
     before = _get(platform, "deployment", FULLNAME, "-n", ns.release)["metadata"]["generation"]

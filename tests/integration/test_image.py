@@ -117,15 +117,17 @@ def test_the_image_runs_as_the_chart_expects_it(image: Image) -> None:
     assert len(labels["org.opencontainers.image.revision"]) == 40
     for key in ("title", "description", "source", "created"):
         assert labels[f"org.opencontainers.image.{key}"], key
-    # What the reconciler shells out to (git, ssh for ssh URLs), who it runs as, and that its
+    # What the reconciler shells out to (git, ssh for ssh URLs, ps to kill a timed-out git's
+    # children), who it runs as, and that its
     # working directory (a volume in the chart: the root filesystem is read-only) is its own.
     tools = image.run(
         "-c",
-        "git --version && ssh -V 2>&1 && id -u && id -g && stat -c %u:%g .",
+        "git --version && ssh -V 2>&1 && command -v ps && id -u && id -g && stat -c %u:%g .",
         options=("--entrypoint", "/bin/sh"),
     )
     assert tools.returncode == 0, tools.stdout + tools.stderr
-    git, ssh, uid, gid, owner = tools.stdout.splitlines()
+    git, ssh, ps, uid, gid, owner = tools.stdout.splitlines()
+    assert ps == "/usr/bin/ps"
     assert git.startswith("git version")
     assert ssh.startswith("OpenSSH")
     assert (uid, gid, owner) == (str(USER), str(USER), f"{USER}:{USER}")

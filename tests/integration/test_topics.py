@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,18 +138,6 @@ def test_with_the_broker_down_kubernetes_converges_and_topics_follow_later(
     eventually(lambda: engine.run("test").outcome == RunOutcome.SUCCEEDED, timeout=60, what="the retry")
     assert f"{kafka_prefix}transform-request" in broker_topics(platform)
     assert (STATE / "env").exists()
-
-
-@pytest.fixture(scope="session")
-def kafkatopic_crd(platform: Platform) -> None:
-    applied = platform.kubectl(
-        "apply", "--server-side", "-f", str(Path(__file__).with_name("kafkatopic-crd.yaml"))
-    )
-    assert applied.returncode == 0, applied.stderr
-    established = platform.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/kafkatopics.kafka.strimzi.io"
-    )
-    assert established.returncode == 0, established.stderr
 
 
 def kafka_topic_resources(kube: Any, namespace: str) -> dict[str, dict[str, Any]]:

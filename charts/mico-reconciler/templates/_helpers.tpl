@@ -97,6 +97,9 @@ The RBAC rules of one scope (workload, build or lease) from files/rbac-rules.yam
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection) }}
 {{- fail "replicaCount > 1 needs leaderElection: true (two replicas would reconcile at once)" }}
 {{- end }}
+{{- if and .Values.rbac.create (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
+{{- fail "rbac.create with serviceAccount.create=false needs serviceAccount.name: the Roles would go to the namespace's default ServiceAccount, and so to every pod using it" }}
+{{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (include "mico-reconciler.persistent" .) }}
 {{- fail "replicaCount > 1 cannot share the state volume (ReadWriteOnce, one SQLite writer): use persistence.enabled=false or one replica" }}
 {{- end }}
