@@ -46,6 +46,11 @@ ORPHANED_TOPICS = Gauge(
 KAFKA_ERRORS = Counter(
     "mico_reconciler_kafka_errors_total", "Runs whose Kafka step could not reach the broker."
 )
+WATCH_FAILING = Gauge(
+    "mico_reconciler_watch_failing",
+    "1 while the watch of a kind fails (runs then fail rather than use stale objects), else 0.",
+    ["resource"],
+)
 SPEC_PROBLEMS = Gauge(
     "mico_reconciler_spec_problems", "Validation problems of the config at the fetched revision."
 )

@@ -4,6 +4,11 @@ One LIST per kind and namespace fills it, then a watch per kind (with bookmarks)
 current; the watch resumes from the last resourceVersion after a timeout and re-lists only
 when the server answers 410 Gone. The reconciler writes its own apply results through, so the
 next run never sees an object older than its last write.
+
+A cache whose watch is broken (the apiserver down or refusing) is stale: `list` raises
+`StaleCacheError` until the watch is back, so a run never reports success on a view of the cluster
+it could not keep current. The watch resumes from its last resourceVersion, so the events
+missed meanwhile arrive in order (deletes included) or a 410 makes it list again.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import orjson
 import urllib3
 from kubernetes import client
 
+from reconciler import metrics
 from reconciler.cluster import resources
 from reconciler.plan import Manifest, ObjectRef
 
@@ -30,6 +36,10 @@ class _GoneError(Exception):
     """The watch's resourceVersion is too old: list again."""
 
 
+class StaleCacheError(ConnectionError):
+    """The watch of a kind has been failing: the cached objects may be out of date."""
+
+
 class ObjectCache:
     def __init__(
         self, api: client.ApiClient, sources: list[tuple[resources.Resource, str]], selector: str
@@ -39,6 +49,8 @@ class ObjectCache:
         self._lock = threading.Lock()
         self._objects: dict[tuple[str, str], dict[str, Manifest]] = {(r.kind, ns): {} for r, ns in sources}
         self._synced = {key: threading.Event() for key in self._objects}
+        #: Kinds whose watch is failing: since when (wall clock), and why.
+        self._failing: dict[tuple[str, str], tuple[float, str]] = {}
         self._sources = sources
         self._stopped = threading.Event()
 
@@ -61,6 +73,13 @@ class ObjectCache:
                 f"the cache of {resource.plural} in {namespace} did not sync in {timeout:.0f}s"
             )
         with self._lock:
+            failing = self._failing.get(key)
+            if failing is not None:
+                since, why = failing
+                raise StaleCacheError(
+                    f"the watch of {resource.plural} in {namespace} has failed since "
+                    f"{time.strftime('%H:%M:%S', time.gmtime(since))} UTC ({why}); not using stale objects"
+                )
             return list(self._objects[key].values())
 
     def write_through(self, ref: ObjectRef, obj: Manifest | None) -> None:
@@ -97,6 +116,9 @@ class ObjectCache:
                 version = None
             except (client.ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as err:
                 log.warning("watch failed, retrying: %s", err, extra={"resource": resource.plural})
+                with self._lock:
+                    self._failing.setdefault(key, (time.time(), _reason(err)))
+                metrics.WATCH_FAILING.labels(resource=resource.plural).set(1)
                 time.sleep(2)
 
     def _relist(self, resource: resources.Resource, namespace: str) -> str:
@@ -119,7 +141,15 @@ class ObjectCache:
                 break
         with self._lock:
             self._objects[key] = objects
+        self._recovered(key, resource)
         return str(page["metadata"]["resourceVersion"])
+
+    def _recovered(self, key: tuple[str, str], resource: resources.Resource) -> None:
+        with self._lock:
+            was = self._failing.pop(key, None)
+        if was is not None:
+            log.info("watch recovered", extra={"resource": resource.plural, "namespace": key[1]})
+            metrics.WATCH_FAILING.labels(resource=resource.plural).set(0)
 
     def _watch(self, resource: resources.Resource, namespace: str, version: str) -> str:
         key = (resource.kind, namespace)
@@ -162,6 +192,8 @@ class ObjectCache:
         if response.status != 200:
             response.read()
             raise client.ApiException(http_resp=response)
+        # accepted from `version` on: whatever was missed meanwhile streams first
+        self._recovered((resource.kind, namespace), resource)
         raw = response.response
         buffer = b""
         try:
@@ -175,6 +207,12 @@ class ObjectCache:
                     return
         finally:
             raw.release_conn()
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, client.ApiException):
+        return f"{err.status} {err.reason}"
+    return f"{type(err).__name__}: {str(err)[:200]}"
 
 
 def slim(obj: Manifest) -> Manifest:
