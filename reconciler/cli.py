@@ -754,9 +754,13 @@ def _history(args: argparse.Namespace) -> int:
     for run in runs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started"]))
         revision = (run["revision"] or "-")[:12]
+        repeats = ""
+        if run["repeats"]:  # identical runs counted on this one (Store.finish_run)
+            last = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["last_seen"] or run["started"]))
+            repeats = f"  (+{run['repeats']} identical runs, the last at {last})"
         print(
             f"#{run['id']:<5} {started}  {run['outcome']:<11} {run['trigger']:<16} {revision:<12} "
-            f"{len(run['actions'])} actions{'  ' + run['error'] if run['error'] else ''}"
+            f"{len(run['actions'])} actions{repeats}{'  ' + run['error'] if run['error'] else ''}"
         )
         for action in run["actions"]:
             drift = " [drift]" if action["drift"] else ""

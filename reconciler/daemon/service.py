@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -16,7 +17,7 @@ from kubernetes import client
 
 from reconciler.cluster import lease
 from reconciler.daemon.http import Endpoints
-from reconciler.daemon.trigger import Coalescer
+from reconciler.daemon.trigger import Coalescer, Rechecks, Timer, start_timer
 from reconciler.engine import Engine, RunResult
 from reconciler.plan.health import DeploymentStatus
 
@@ -39,33 +40,78 @@ class DaemonOptions:
     progress_interval: float = 5
 
 
-def serve(engine: Engine, options: DaemonOptions) -> None:
-    first_run_done = threading.Event()
-    leading = threading.Event()
+class RunLoop:
+    """What the daemon runs: one engine run at a time (a `Coalescer`), then the timers the run
+    asks for: a retry when a failed build's or the broker's backoff ends, and the re-check of a
+    Pending rollout (`Rechecks`: one timer at a time, backing off while nothing changes)."""
 
-    def run(trigger: str) -> RunResult:
+    def __init__(
+        self,
+        run: Callable[[str], RunResult],
+        *,
+        interval: float,
+        progress_interval: float,
+        start_timer: Callable[[float, Callable[[], None]], Timer] = start_timer,
+    ) -> None:
+        self._run = run
+        self.first_run_done = threading.Event()
+        self.coalescer = Coalescer(self._one)
+        self.rechecks = Rechecks(
+            self.coalescer.trigger, first=progress_interval, longest=interval, start_timer=start_timer
+        )
+        self._previous: RunResult | None = None
+
+    def start(self) -> None:
+        self.coalescer.start()
+
+    def trigger(self, reason: str) -> None:
+        self.coalescer.trigger(reason)
+
+    def stop(self) -> None:
+        self.coalescer.stop()  # the run in progress finishes, and may arm a re-check:
+        self.rechecks.stop()
+
+    def _one(self, trigger: str) -> RunResult:
         try:
-            result = engine.run(trigger)
+            result = self._run(trigger)
         finally:
-            first_run_done.set()
+            self.first_run_done.set()
         if result.retry_at is not None:  # a failed build's backoff ends: retry then
             retry = threading.Timer(
-                max(1.0, result.retry_at - time.time()), coalescer.trigger, args=["build-retry"]
+                max(1.0, result.retry_at - time.time()), self.coalescer.trigger, args=["build-retry"]
             )
             retry.daemon = True
             retry.start()
-        if any(s.deployment == DeploymentStatus.PENDING for s in result.statuses):
-            # follow a rollout until it settles, instead of waiting a whole interval
-            timer = threading.Timer(options.progress_interval, coalescer.trigger, args=["progress"])
-            timer.daemon = True
-            timer.start()
+        # follow a rollout until it settles, instead of waiting a whole interval
+        self.rechecks.after_run(
+            pending=any(s.deployment == DeploymentStatus.PENDING for s in result.statuses),
+            changed=progressed(result, self._previous),
+        )
+        self._previous = result
         return result
 
-    coalescer = Coalescer(run)
+
+def progressed(result: RunResult, previous: RunResult | None) -> bool:
+    """Whether a run changed something since the run before it: a new revision or outcome, an
+    object applied or deleted (or tried), a build, or any change in the applications' status
+    (replicas, pods, sync)."""
+    return (
+        previous is None
+        or result.revision != previous.revision
+        or result.outcome != previous.outcome
+        or bool(result.executed)
+        or bool(result.builds)
+        or result.statuses != previous.statuses
+    )
+
+
+def serve(engine: Engine, options: DaemonOptions) -> None:
+    leading = threading.Event()
+    loop = RunLoop(engine.run, interval=options.interval, progress_interval=options.progress_interval)
     endpoints = Endpoints(
         store=engine.store,
-        trigger=coalescer.trigger,
-        ready=lambda: first_run_done.is_set() or not leading.is_set(),
+        trigger=loop.trigger,
+        ready=lambda: loop.first_run_done.is_set() or not leading.is_set(),
         webhook_secret=options.webhook_secret,
     )
     try:
@@ -85,9 +131,9 @@ def serve(engine: Engine, options: DaemonOptions) -> None:
 
     def reconcile_while_leading() -> None:
         leading.set()
-        coalescer.start()
+        loop.start()
         scheduler.add_job(
-            coalescer.trigger,
+            loop.trigger,
             IntervalTrigger(seconds=options.interval, jitter=options.interval / 10),
             args=["schedule"],
             id="schedule",
@@ -95,7 +141,7 @@ def serve(engine: Engine, options: DaemonOptions) -> None:
             max_instances=1,
         )
         scheduler.start()
-        coalescer.trigger("startup")
+        loop.trigger("startup")
         stop.wait()
 
     leadership = None
@@ -113,7 +159,7 @@ def serve(engine: Engine, options: DaemonOptions) -> None:
     stop.wait()
     if scheduler.running:
         scheduler.shutdown(wait=False)
-    coalescer.stop()  # the run in progress finishes (its history is written) before the hand-over
+    loop.stop()  # the run in progress finishes (its history is written) before the hand-over
     if leadership is not None:
         leadership.release()
     server.shutdown()

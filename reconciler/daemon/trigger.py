@@ -1,10 +1,12 @@
-"""One run at a time; triggers that arrive during a run coalesce into one next run."""
+"""One run at a time; triggers that arrive during a run coalesce into one next run. While a rollout
+is Pending, `Rechecks` re-checks it between scheduled runs, backing off while nothing changes."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 log = logging.getLogger("mico_reconciler.trigger")
 
@@ -45,3 +47,68 @@ class Coalescer:
                 self._run(reasons[-1])
             except Exception:
                 log.exception("run crashed")
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+def start_timer(delay: float, action: Callable[[], None]) -> Timer:
+    """`action` in a daemon thread after `delay` seconds, unless cancelled."""
+    timer = threading.Timer(delay, action)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+class Rechecks:
+    """Follows a Pending rollout between scheduled runs, one re-check timer at a time.
+
+    After every run (`after_run`), whatever triggered it, the timer is re-armed, never added to:
+    while something is Pending, the next re-check comes `first` seconds after a run that changed
+    something (or the first Pending one), and twice the previous delay after a run that changed
+    nothing; once that reaches `longest` (the regular interval) no timer is armed, the scheduled
+    runs re-check. Nothing Pending: no timer, and the next Pending run starts at `first` again."""
+
+    def __init__(
+        self,
+        trigger: Callable[[str], None],
+        *,
+        first: float,
+        longest: float,
+        start_timer: Callable[[float, Callable[[], None]], Timer] = start_timer,
+    ) -> None:
+        self._trigger = trigger
+        self._first = first
+        self._longest = longest
+        self._start_timer = start_timer
+        self._lock = threading.Lock()
+        self._timer: Timer | None = None
+        self._delay: float | None = None  # the last delay chosen while following; None: not following
+
+    def after_run(self, *, pending: bool, changed: bool) -> float | None:
+        """Re-arms the timer after a run; returns the delay armed, None when none is."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if not pending:
+                self._delay = None
+                return None
+            if changed or self._delay is None:
+                self._delay = self._first
+            else:
+                self._delay = min(self._delay * 2, self._longest)
+            if self._delay >= self._longest:
+                return None
+            self._timer = self._start_timer(self._delay, self._fire)
+            return self._delay
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _fire(self) -> None:
+        self._trigger("progress")

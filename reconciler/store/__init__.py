@@ -84,7 +84,22 @@ MIGRATIONS: tuple[str, ...] = (
         app TEXT PRIMARY KEY, revision TEXT NOT NULL, run_id INTEGER NOT NULL, at REAL NOT NULL
     );
     """,
+    # runs that repeated the one before them, counted on it instead of taking rows (`finish_run`)
+    """
+    ALTER TABLE runs ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN last_seen REAL;
+    """,
 )
+
+#: What a run records, compared with the run before it to tell a repeat (see `finish_run`).
+_RECORDED = {
+    "run_actions": "kind, namespace, name, verb, outcome, reason, drift",
+    "run_problems": "file, line, col, field, message",
+    "app_status": "app, version, deployment, sync, detail",
+    "run_topics": "name, state, detail",
+}
+#: A run of this trigger always keeps its own row: a (re)start is worth seeing.
+_NEVER_REPEATS = ("startup",)
 
 
 @dataclass(frozen=True)
@@ -254,14 +269,21 @@ class Store:
         problems: Iterable[Mapping[str, Any]] = (),
         statuses: Iterable[AppStatusRecord] = (),
         applied: Mapping[tuple[str, str, str, str], str | None] | None = None,
-    ) -> None:
+    ) -> int:
         """Everything a run found, in one transaction; `applied` maps object keys to the hash now
-        applied (None: deleted)."""
+        applied (None: deleted).
+
+        A run that changed nothing and found exactly what the run before it found (same revision,
+        outcome, error, problems, statuses, topics, and no action but skipped ones) is a repeat:
+        it is counted on that run (`repeats`, `last_seen`) and its own row removed, so re-checks
+        of a long Pending rollout, or of a broken commit, cannot push the runs that did something
+        out of the retention. Returns the id of the row that records the run."""
+        now = time.time()
         with self._transaction() as db:
             db.execute(
                 "UPDATE runs SET finished = ?, outcome = ?, revision = ?, error = ?, api_requests = ? "
                 "WHERE id = ?",
-                (time.time(), outcome, revision, error, api_requests, run_id),
+                (now, outcome, revision, error, api_requests, run_id),
             )
             db.executemany(
                 "INSERT INTO run_actions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -290,7 +312,21 @@ class Store:
                     )
                 else:
                     db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?, ?, ?, ?)", (*key, digest))
-            db.execute("DELETE FROM runs WHERE id <= (SELECT MAX(id) FROM runs) - ?", (self.retention,))
+            recorded_on = _repeated(db, run_id)
+            if recorded_on is None:
+                recorded_on = run_id
+            else:
+                db.execute(
+                    "UPDATE runs SET repeats = repeats + 1, last_seen = ? WHERE id = ?",
+                    (now, recorded_on),
+                )
+                db.execute("DELETE FROM runs WHERE id = ?", (run_id,))  # its rows go with it
+            # the newest `retention` rows stay: ids have gaps where repeats were counted
+            db.execute(
+                "DELETE FROM runs WHERE id <= (SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (self.retention,),
+            )
+            return recorded_on
 
     def record_rollouts(self, run_id: int, rollouts: Mapping[str, str | None]) -> None:
         """Applications (`shortName@version`) and the revision they now run at (None: forget)."""
@@ -446,7 +482,8 @@ class Store:
     def statuses(self, app: str | None = None) -> list[dict[str, Any]]:
         """The latest status of each application (or of one)."""
         query = (
-            "SELECT s.*, r.revision, r.finished FROM app_status s JOIN runs r ON r.id = s.run_id "
+            "SELECT s.*, r.revision, COALESCE(r.last_seen, r.finished) AS finished "
+            "FROM app_status s JOIN runs r ON r.id = s.run_id "
             "WHERE s.run_id = (SELECT MAX(run_id) FROM app_status)"
         )
         params: list[Any] = []
@@ -497,6 +534,8 @@ _RUN_COLUMNS = {
     "outcome": _TEXT,
     "error": _optional(_TEXT),
     "api_requests": _optional(_INTEGER),
+    "repeats": (lambda value: isinstance(value, int) and value >= 0, "a count"),
+    "last_seen": _optional(_TIME),
 }
 _ACTION_COLUMNS = dict.fromkeys(("kind", "namespace", "name", "verb", "outcome", "reason"), _TEXT) | {
     "drift": _INTEGER
@@ -525,6 +564,36 @@ _STATUS_COLUMNS = {
     "detail": _JSON_OBJECT,
 }
 _STATUS_RUN_COLUMNS = {"revision": _optional(_TEXT), "finished": _optional(_TIME)}
+
+
+def _repeated(db: sqlite3.Connection, run_id: int) -> int | None:
+    """The run that `run_id` repeats (see `Store.finish_run`), if any. Values are only compared,
+    so a damaged earlier row makes the run a row of its own, never an error."""
+    run = db.execute("SELECT trigger, revision, outcome, error FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if run is None or run["trigger"] in _NEVER_REPEATS:
+        return None
+    previous = db.execute(
+        "SELECT id, revision, outcome, error FROM runs WHERE id < ? ORDER BY id DESC LIMIT 1", (run_id,)
+    ).fetchone()
+    if previous is None or tuple(previous)[1:] != tuple(run)[1:]:
+        return None
+    acted = (
+        "SELECT 1 FROM run_actions WHERE run_id = ? AND outcome != 'skipped'",
+        "SELECT 1 FROM builds WHERE run_id = ?",
+        "SELECT 1 FROM rollouts WHERE run_id = ?",
+        # topic states that say the run changed something at the broker, or tried to
+        "SELECT 1 FROM run_topics WHERE run_id = ? "
+        "AND state IN ('created', 'deleted', 'create failed', 'delete failed')",
+    )
+    if any(db.execute(query, (run_id,)).fetchone() for query in acted):
+        return None
+    for table, columns in _RECORDED.items():
+        query = f"SELECT {columns} FROM {table} WHERE run_id = ? ORDER BY {columns}"  # noqa: S608 - constants
+        if [tuple(r) for r in db.execute(query, (run_id,))] != [
+            tuple(r) for r in db.execute(query, (previous["id"],))
+        ]:
+            return None
+    return int(previous["id"])
 
 
 def _regular_file(path: Path, *, missing_ok: bool) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import EXIT_CODES, main
-from reconciler.store import AppStatusRecord, Store
+from reconciler.store import ActionRecord, AppStatusRecord, Store
 from tests.helpers import EXAMPLE, ROOT, commit, dump, example_data, new_repo, run
 
 
@@ -187,6 +187,32 @@ def test_status_says_where_a_held_application_stays(tmp_path: Path) -> None:
     assert "  build build-x-v1-0-0 failed: BackoffLimitExceeded" in text
     assert "new v1.0.0: Pending, OutOfSync" in text
     assert "  held back: not rolled out yet; it rolls out once its builds succeed" in text
+
+
+def test_history_shows_how_often_a_run_repeated(tmp_path: Path) -> None:
+    """Re-checks of a Pending rollout that found the same thing are one line with a count."""
+    path = tmp_path / "state.db"
+    store = Store(path)
+    pending = [AppStatusRecord("shop", "v1.0.0", "Pending", "Synced", {"totals": {"availableReplicas": 0}})]
+    applied = ActionRecord("Deployment", "ns", "shop", "create", "created", "new in the config", False)
+    for trigger, actions in [("webhook:github", [applied])] + [("progress", [])] * 4:
+        run_id = store.start_run(trigger)
+        store.finish_run(run_id, outcome="succeeded", revision="c" * 40, actions=actions, statuses=pending)
+    store.close()
+    text = run("history", "--state-db", str(path))
+    assert text.returncode == 0, text.stderr
+    checks, created = text.stdout.splitlines()[0], text.stdout.splitlines()[1:]
+    assert re.fullmatch(
+        r"#2 +\S+ \S+  succeeded +progress +c{12} +0 actions  "
+        r"\(\+3 identical runs, the last at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\)",
+        checks,
+    ), checks
+    assert "identical" not in "\n".join(created)
+    history = run("history", "--state-db", str(path), "--output", "json")
+    assert [(r["id"], r["trigger"], r["repeats"]) for r in json.loads(history.stdout)] == [
+        (2, "progress", 3),
+        (1, "webhook:github", 0),
+    ]
 
 
 def test_diff_with_invalid_head_exits_2_and_prints_problems(repo: Path) -> None:

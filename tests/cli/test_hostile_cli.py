@@ -182,6 +182,7 @@ DATABASES: dict[str, tuple[object, str]] = {
     "huge-time": (_damaged("UPDATE runs SET started = 1e300, finished = 1e300"), "runs."),
     "negative-time": (_damaged("UPDATE runs SET finished = -5"), "runs.finished"),
     "blob-for-text": (_damaged("UPDATE run_actions SET reason = x'00ff'"), "run_actions.reason"),
+    "string-for-last-seen": (_damaged("UPDATE runs SET repeats = 2, last_seen = 'later'"), "runs."),
     "null-revision-kept": (_damaged("UPDATE runs SET revision = NULL"), ""),
 }
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.store import MIGRATIONS, Store, StoreError
+from reconciler.store import MIGRATIONS, ActionRecord, AppStatusRecord, Store, StoreError
 
 
 def _with_running_run(path: Path) -> None:
@@ -72,3 +72,167 @@ def test_damaged_rows_fail_the_writer_s_reads_too(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match=r"topics\.name is not text"):
         Store(path).managed_topics()
+
+
+# -- repeats: runs that found what the run before them found ----------------------------------
+
+REVISION = "a" * 40
+CONFIGURED = ActionRecord("Deployment", "ns", "d", "update", "configured", "changed in the config", False)
+SKIPPED_DRIFT = ActionRecord("Deployment", "ns", "d", "update", "skipped", "drift; self-heal is off", True)
+
+
+def _pending(available: int = 0) -> list[AppStatusRecord]:
+    detail = {"totals": {"pods": 1, "requestedReplicas": 1, "availableReplicas": available}}
+    return [AppStatusRecord("app", "v1", "Pending" if available == 0 else "Deployed", "Synced", detail)]
+
+
+def _record(
+    store: Store,
+    trigger: str = "progress",
+    *,
+    outcome: str = "succeeded",
+    revision: str = REVISION,
+    error: str | None = None,
+    actions: tuple[ActionRecord, ...] = (),
+    statuses: list[AppStatusRecord] | None = None,
+    topics: dict[str, tuple[str, str]] | None = None,
+    build: bool = False,
+    rollout: bool = False,
+) -> int:
+    """One run as the engine records it; returns the id of the row that records it."""
+    run_id = store.start_run(trigger)
+    if topics is not None:
+        store.record_topics(run_id, topics)
+    if build:
+        job = store.start_build(run_id=run_id, service="s", version="1", fingerprint="f", job="j", attempt=1)
+        store.finish_build(job, outcome="failed", reason="BackoffLimitExceeded")
+    if rollout:
+        store.record_rollouts(run_id, {"app@v1": revision})
+    return store.finish_run(
+        run_id,
+        outcome=outcome,
+        revision=revision,
+        error=error,
+        api_requests=3,
+        actions=actions,
+        statuses=_pending() if statuses is None else statuses,
+    )
+
+
+def test_no_op_re_checks_are_counted_on_the_run_they_repeat(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    applied = _record(store, "webhook:generic", actions=(CONFIGURED,))
+    first_check = _record(store)  # nothing applied, but it differs from the run that applied
+    assert first_check != applied
+    assert [_record(store, trigger) for trigger in ("progress", "schedule", "progress")] == [first_check] * 3
+    newest, oldest = store.runs()
+    assert (oldest["id"], oldest["repeats"], oldest["last_seen"]) == (applied, 0, None)
+    assert [a["outcome"] for a in oldest["actions"]] == ["configured"]
+    assert (newest["id"], newest["trigger"], newest["repeats"]) == (first_check, "progress", 3)
+    assert newest["finished"] <= newest["last_seen"]
+    with sqlite3.connect(tmp_path / "state.db") as db:  # the repeats' own rows went with them
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2
+        assert db.execute("SELECT DISTINCT run_id FROM app_status ORDER BY run_id").fetchall() == [
+            (applied,),
+            (first_check,),
+        ]
+    db.close()
+    (status,) = store.statuses()
+    assert status["finished"] == newest["last_seen"], "a status is as fresh as its last check"
+
+
+def test_a_run_that_did_or_found_something_new_keeps_its_row(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    recorded = [
+        _record(store),
+        _record(store, statuses=_pending(available=1)),  # the rollout progressed
+        _record(store, revision="b" * 40, statuses=_pending(available=1)),  # a new commit
+        _record(store, outcome="failed", error="Kubernetes API: 503", revision="b" * 40),
+        _record(store, outcome="failed", error="Kubernetes API: 504", revision="b" * 40),
+        _record(store, "startup", outcome="failed", error="Kubernetes API: 504", revision="b" * 40),
+        _record(store, actions=(CONFIGURED,)),
+        _record(store, actions=(CONFIGURED,)),  # reverting the same drift again did something
+        _record(store, topics={"t": ("created", "")}),
+        _record(store, topics={"t": ("created", "")}),
+        _record(store, topics={"t": ("exists", "")}),
+        _record(store, topics={"t": ("mismatched", "3 partitions, not 1")}),
+        _record(store, build=True),
+        _record(store, build=True),
+        _record(store, rollout=True),
+        _record(store, rollout=True),
+    ]
+    assert len(set(recorded)) == len(recorded), recorded
+    assert [r["repeats"] for r in store.runs(limit=100)] == [0] * len(recorded)
+
+
+def test_repeated_findings_that_change_nothing_are_counted_too(tmp_path: Path) -> None:
+    """Drift left alone (--no-self-heal), an invalid commit, a broker down: the same finding
+    again and again is one row with a count."""
+    store = Store(tmp_path / "state.db")
+    drift = [_record(store, "schedule", outcome="succeeded", actions=(SKIPPED_DRIFT,)) for _ in range(3)]
+    down = [_record(store, outcome="failed", error="Kafka: unreachable", statuses=[]) for _ in range(3)]
+    assert drift == [drift[0]] * 3
+    assert down == [down[0]] * 3
+    assert [r["repeats"] for r in store.runs()] == [2, 2]
+
+
+def test_retention_counts_the_rows_kept_not_run_ids(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db", retention=3)
+    applied = _record(store, actions=(CONFIGURED,))
+    pending = _record(store)
+    for _ in range(50):  # 50 re-checks of a long Pending rollout take no row of the retention
+        _record(store)
+    progressed = _record(store, statuses=_pending(available=1))
+    assert [r["id"] for r in store.runs()] == [progressed, pending, applied]
+    assert store.runs()[1]["repeats"] == 50
+    latest = _record(store, revision="b" * 40)
+    assert [r["id"] for r in store.runs()] == [latest, progressed, pending]
+
+
+def test_a_repeat_is_never_counted_on_a_run_still_running(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    _record(store)
+    running = store.start_run("schedule")  # e.g. a `sync` beside the daemon
+    assert _record(store) > running
+    assert [r["outcome"] for r in store.runs()] == ["succeeded", "running", "succeeded"]
+
+
+def test_a_version_4_database_is_migrated_by_a_writer_and_refused_by_readers_until_then(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as db:
+        for script in MIGRATIONS[:4]:
+            db.executescript(script)
+        db.execute(
+            "INSERT INTO runs (trigger, revision, started, finished, outcome) "
+            "VALUES ('schedule', NULL, 1, 2, 'succeeded')"
+        )
+        db.execute("PRAGMA user_version = 4")
+    db.close()
+    with pytest.raises(StoreError, match="schema version 4 is older"):
+        Store(path, readonly=True)
+    Store(path).close()
+    (run,) = Store(path, readonly=True).runs()
+    assert (run["trigger"], run["repeats"], run["last_seen"]) == ("schedule", 0, None)
+
+
+@pytest.mark.parametrize(
+    ("damage", "column"),
+    [
+        ("repeats = -1", "runs.repeats"),
+        ("repeats = 'many'", "runs.repeats"),
+        ("last_seen = 'x'", "runs.last_seen"),
+    ],
+)
+def test_a_damaged_repeat_count_is_a_store_error(damage: str, column: str, tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = Store(path)
+    _record(store)
+    _record(store)
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"UPDATE runs SET {damage}")
+    db.close()
+    with pytest.raises(StoreError, match=column.replace(".", r"\.")):
+        Store(path, readonly=True).runs()
