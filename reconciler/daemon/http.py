@@ -125,7 +125,7 @@ class Endpoints:
         *,
         store: Store,
         trigger: Callable[[str], None],
-        ready: Callable[[], bool],
+        ready: Callable[[], bool],  # called by the I/O thread: it must not block
         webhook_secret: bytes | None,
         limits: Limits | None = None,
     ) -> None:
@@ -300,7 +300,7 @@ class _Throttled:
                 return
             self._last[kind] = now
             held = self._held.pop(kind, 0)
-        self._log.warning(message, *args, extra={**extra, "alike_held_back": held})
+        self._log.warning(message, *args, extra={**extra, "similar_suppressed": held})
 
 
 # -- the server ------------------------------------------------------------------------------------
@@ -417,7 +417,8 @@ class Server:
                     else:
                         self._guarded(key.data, events)
                 while self._done:
-                    self._finished(*self._done.popleft())
+                    connection, response = self._done.popleft()
+                    self._guarded(connection, 0, response)
                 while self._ready:
                     connection = self._ready.popleft()
                     if connection.state == _IDLE:
@@ -435,10 +436,12 @@ class Server:
                 sock.close()
             self._selector.close()
 
-    def _guarded(self, connection: _Connection, events: int) -> None:
+    def _guarded(self, connection: _Connection, events: int, response: Response | None = None) -> None:
         """One connection's failure closes that connection, never the server."""
         try:
-            if events & selectors.EVENT_WRITE:
+            if response is not None:
+                self._finished(connection, response)
+            elif events & selectors.EVENT_WRITE:
                 self._send(connection)
             elif events & selectors.EVENT_READ:
                 self._receive(connection)
@@ -541,7 +544,7 @@ class Server:
             return
         tokens = {t.strip().lower() for v in headers.get_all("Connection", []) for t in v.split(",")}
         keep_alive = "keep-alive" in tokens if version[2] == "0" else "close" not in tokens
-        request = Request(parts[0], parts[1], headers, keep_alive)
+        request = connection.request = Request(parts[0], parts[1], headers, keep_alive)
         # framing: how long the body is, from the headers alone
         lengths = {v.strip() for value in headers.get_all("Content-Length", []) for v in value.split(",")}
         problem = _framing_problem(request.method, headers.get_all("Transfer-Encoding"), lengths)
@@ -561,7 +564,7 @@ class Server:
             return
         self._body_bytes += length
         connection.reserved = length
-        connection.request, connection.state = request, _BODY
+        connection.state = _BODY
         connection.body, connection.got = bytearray(length), min(length, len(connection.buffer))
         connection.body[: connection.got] = connection.buffer[: connection.got]  # sent with the headers
         del connection.buffer[: connection.got]
@@ -585,9 +588,12 @@ class Server:
             self._respond(connection, _busy(), keep_alive=False, linger=False)
 
     def _finished(self, connection: _Connection, response: Response) -> None:
+        """A worker's answer, or a 408 from the sweep (which closes the connection)."""
         self._release(connection)
         if connection.state == _WAIT and connection.request is not None:
             self._respond(connection, response, keep_alive=connection.request.keep_alive, linger=False)
+        elif connection.state in (_HEAD, _BODY):
+            self._respond(connection, response, keep_alive=False, linger=False)
 
     def _refuse(self, connection: _Connection, status: int, message: str) -> None:
         """A request that cannot be read any further: answer, drain what the client still sends."""
@@ -609,7 +615,10 @@ class Server:
         ]
         if connection.request is not None and log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s -> %d", connection.request.method, connection.request.target, status.value)
-        connection.output = memoryview(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body)
+        body = (
+            b"" if connection.request is not None and connection.request.method == "HEAD" else response.body
+        )
+        connection.output = memoryview(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
         connection.after = _IDLE if keep else _LINGER if linger else _CLOSED
         connection.state = _WRITE
         connection.deadline = time.monotonic() + self.limits.write_timeout
@@ -651,9 +660,8 @@ class Server:
             if connection.state in (_HEAD, _BODY):
                 self._throttled.warning("timeout", "an HTTP client was too slow: answered 408")
                 self._release(connection)
-                self._respond(
-                    connection, _json(408, {"error": "request timeout"}), keep_alive=False, linger=False
-                )
+                timeout = _json(408, {"error": "request timeout"})
+                self._guarded(connection, 0, timeout)
             else:  # idle, a response the client does not read, or a drained refusal
                 self._close(connection)
 
@@ -670,7 +678,7 @@ class Server:
 
     def _release(self, connection: _Connection) -> None:
         self._body_bytes -= connection.reserved
-        connection.reserved = 0
+        connection.reserved, connection.body = 0, bytearray()
 
     def _close(self, connection: _Connection) -> None:
         if connection.state == _CLOSED:
