@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -52,6 +52,10 @@ from reconciler.store import ActionRecord, AppStatusRecord, Store, StoreError
 
 log = logging.getLogger("mico_reconciler.engine")
 SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+
+class FencedError(Exception):
+    """This replica may no longer be the leader: it must not write."""
 
 
 class RunOutcome(StrEnum):
@@ -142,6 +146,8 @@ class Engine:
             api, store, options.settings, options.tracking, concurrency=options.build_concurrency
         )
         self._verified: dict[ObjectRef, tuple[str, str]] = {}
+        #: Set by the daemon under leader election: whether this replica may still write.
+        self.fence: Callable[[], bool] | None = None
 
     def run(self, trigger: str) -> RunResult:
         with self._lock:
@@ -155,6 +161,9 @@ class Engine:
             except (client.ApiException, urllib3.exceptions.HTTPError, OSError) as err:
                 result.error = f"Kubernetes API: {_describe(err)}"
             except StoreError as err:  # damaged rows the run needed: fail it, keep the daemon up
+                result.error = str(err)
+            except FencedError as err:
+                log.error("%s", err)
                 result.error = str(err)
             finally:
                 result.duration = time.monotonic() - started
@@ -185,6 +194,7 @@ class Engine:
         self._converge(result, spec, decisions)
         to_start = [d for d in decisions.values() if d.state == BuildState.START]
         if to_start:
+            self._check_fence()
             result.builds = self.builder.build(result.run_id, to_start, needed, gates)
             decisions = self._decide(needed)
             self._converge(result, spec, decisions)
@@ -231,6 +241,7 @@ class Engine:
         created: list[str] = []
         deleted: list[str] = []
         try:
+            self._check_fence()
             existing = self.kafka.topics()
             decided = topics.plan(
                 wanted,
@@ -491,8 +502,13 @@ class Engine:
                 results.extend(pool.map(lambda a: self._perform(a, live), batch))
         return results
 
+    def _check_fence(self) -> None:
+        if self.fence is not None and not self.fence():
+            raise FencedError("not sure to hold the leader lease any more: writing nothing")
+
     def _perform(self, action: Action, live: dict[ObjectRef, Manifest]) -> tuple[Action, Outcome, str | None]:
         ref = action.ref
+        self._check_fence()  # before every write: a replica frozen past its lease thaws here
         try:
             if action.verb == Verb.DELETE:
                 resources.delete(self.api, ref.kind, ref.namespace, ref.name)

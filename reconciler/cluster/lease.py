@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -34,10 +36,17 @@ class _Election(leaderelection.LeaderElection):
     """The library's election, with a faster poll while following (a released lease is taken
     within a second) and no renewal once the leader is stopping (it would take the lease back)."""
 
-    def __init__(self, config: electionconfig.Config, stopping: threading.Event, poll_seconds: float):
+    def __init__(
+        self,
+        config: electionconfig.Config,
+        stopping: threading.Event,
+        poll_seconds: float,
+        renewed: Callable[[float], None],
+    ):
         super().__init__(config)
         self._stopping = stopping
         self._poll_seconds = poll_seconds
+        self._renewed = renewed
 
     def acquire(self) -> bool:
         renew_every = self.election_config.retry_period
@@ -48,7 +57,13 @@ class _Election(leaderelection.LeaderElection):
             self.election_config.retry_period = renew_every
 
     def try_acquire_or_renew(self) -> bool:
-        return False if self._stopping.is_set() else bool(super().try_acquire_or_renew())
+        if self._stopping.is_set():
+            return False
+        started = time.monotonic()
+        held = bool(super().try_acquire_or_renew())
+        if held:
+            self._renewed(started)
+        return held
 
 
 class Leadership:
@@ -75,6 +90,7 @@ class Leadership:
         self._timing = (lease_seconds, renew_deadline_seconds, renew_seconds, poll_seconds)
         self._stopping = threading.Event()
         self._leading = threading.Event()
+        self._renewed_at = -math.inf  # monotonic: a frozen process (SIGSTOP) sees the time it lost
 
     def lead(self, on_leading: Callable[[], None]) -> None:
         """Blocks: waits for the lease, runs `on_leading` in a thread while renewing it."""
@@ -95,7 +111,22 @@ class Leadership:
 
         log.info("waiting for the leader lease", extra={"lease": self.where, "identity": self.identity})
         config = electionconfig.Config(self._lock, lease_seconds, deadline, renew_seconds, started, lost)
-        _Election(config, self._stopping, poll_seconds).run()
+        _Election(config, self._stopping, poll_seconds, self._renewed).run()
+
+    def _renewed(self, started: float) -> None:
+        self._renewed_at = started
+
+    def may_write(self) -> bool:
+        """Fencing: true only while this replica's last renewal is recent enough that no other
+        can have taken the lease (it must wait the lease duration after the last renewal it saw;
+        the renew deadline leaves the margin). A process frozen past it (SIGSTOP, a long GC
+        pause) thaws with this false and writes nothing before its renew loop ends it."""
+        _, deadline, _, _ = self._timing
+        return (
+            self._leading.is_set()
+            and not self._stopping.is_set()
+            and time.monotonic() - self._renewed_at < deadline
+        )
 
     def release(self) -> None:
         """Gives the lease up if this replica holds it; a failure only costs the successor the

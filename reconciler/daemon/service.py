@@ -153,6 +153,7 @@ def serve(engine: Engine, options: DaemonOptions) -> None:
             namespace=options.lease_namespace,
             name=options.lease_name,
         )
+        engine.fence = leadership.may_write
         threading.Thread(
             target=leadership.lead, args=[reconcile_while_leading], name="lease", daemon=True
         ).start()

@@ -11,6 +11,7 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures shared with th
     config_repo,
     git_repo,
     kube,
+    make_engine,
     namespace,
     platform,
 )
