@@ -60,6 +60,8 @@ class RunLoop:
             self.coalescer.trigger, first=progress_interval, longest=interval, start_timer=start_timer
         )
         self._previous: RunResult | None = None
+        self._start_timer = start_timer
+        self._retry: Timer | None = None
 
     def start(self) -> None:
         self.coalescer.start()
@@ -70,18 +72,21 @@ class RunLoop:
     def stop(self) -> None:
         self.coalescer.stop()  # the run in progress finishes, and may arm a re-check:
         self.rechecks.stop()
+        if self._retry is not None:
+            self._retry.cancel()
 
     def _one(self, trigger: str) -> RunResult:
         try:
             result = self._run(trigger)
         finally:
             self.first_run_done.set()
-        if result.retry_at is not None:  # a failed build's backoff ends: retry then
-            retry = threading.Timer(
-                max(1.0, result.retry_at - time.time()), self.coalescer.trigger, args=["build-retry"]
+        if self._retry is not None:  # one retry timer, re-armed by every run: never a pile
+            self._retry.cancel()
+            self._retry = None
+        if result.retry_at is not None:  # a failed build's or the broker's backoff ends: retry then
+            self._retry = self._start_timer(
+                max(1.0, result.retry_at - time.time()), lambda: self.coalescer.trigger("retry")
             )
-            retry.daemon = True
-            retry.start()
         # follow a rollout until it settles, instead of waiting a whole interval
         self.rechecks.after_run(
             pending=any(s.deployment == DeploymentStatus.PENDING for s in result.statuses),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
@@ -15,7 +16,8 @@ class Coalescer:
     def __init__(self, run: Callable[[str], object]) -> None:
         self._run = run
         self._wake = threading.Condition()
-        self._pending: list[str] = []
+        self._pending: Counter[str] = Counter()  # by reason: a flood of webhooks is one count
+        self._last = ""
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
 
@@ -24,7 +26,8 @@ class Coalescer:
 
     def trigger(self, reason: str) -> None:
         with self._wake:
-            self._pending.append(reason)
+            self._pending[reason] += 1
+            self._last = reason
             self._wake.notify()
 
     def stop(self) -> None:
@@ -40,11 +43,16 @@ class Coalescer:
                     self._wake.wait()
                 if self._stopped:
                     return
-                reasons, self._pending = self._pending, []
-            if len(reasons) > 1:
-                log.info("coalesced %d triggers into one run", len(reasons), extra={"triggers": reasons})
+                reasons, self._pending = self._pending, Counter()
+                last = self._last
+            if reasons.total() > 1:
+                log.info(
+                    "coalesced %d triggers into one run",
+                    reasons.total(),
+                    extra={"triggers": dict(reasons)},
+                )
             try:
-                self._run(reasons[-1])
+                self._run(last)
             except Exception:
                 log.exception("run crashed")
 

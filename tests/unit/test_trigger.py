@@ -193,3 +193,31 @@ def test_a_run_that_applied_built_or_changed_outcome_progressed() -> None:
     ):
         changed = RunResult(**{**same.__dict__, **change})
         assert progressed(changed, before), change
+
+
+def test_a_backoff_retry_is_one_timer_re_armed_by_every_run() -> None:
+    clock, done = FakeClock(), queue.Queue[None]()
+
+    def run(trigger: str) -> RunResult:
+        return RunResult(run_id=1, trigger=trigger, outcome=RunOutcome.FAILED, retry_at=time.time() + 30)
+
+    loop = RunLoop(run, interval=60, progress_interval=5, start_timer=clock.start_timer)
+    after_run = loop.rechecks.after_run
+
+    def reporting(*, pending: bool, changed: bool) -> float | None:
+        delay = after_run(pending=pending, changed=changed)
+        done.put(None)
+        return delay
+
+    loop.rechecks.after_run = reporting  # type: ignore[method-assign]
+    loop.start()
+    try:
+        for _ in range(5):
+            loop.trigger("webhook:generic")
+            done.get(timeout=5)
+    finally:
+        loop.stop()
+    assert len(clock.timers) == 5
+    assert len(clock.armed()) == 0, "stopping cancels it"
+    assert sum(not t.cancelled for t in clock.timers[:-1]) == 0, "each run replaced the retry before"
+    assert all(25 < t.delay <= 30 for t in clock.timers)
