@@ -330,7 +330,6 @@ def up_kubernetes(cache: Path, bin_dir: Path, p: dict[str, int]) -> Path:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--enable-priority-and-fairness=false",
             "--v=0",
         ],
     )

@@ -7,10 +7,13 @@ the slow part). Each request is counted like client-go's `rest_client_requests_t
 from __future__ import annotations
 
 import binascii
+import math
 import os
 import ssl
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -66,20 +69,48 @@ def connect(kubeconfig: str | None, *, pool_size: int = 8) -> tuple[client.ApiCl
     configuration.connection_pool_maxsize = pool_size
     api = client.ApiClient(configuration)
     counter = RequestCounter()
-    rest = api.rest_client
-    original = rest.request
-
-    def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            response = original(method, url, *args, **kwargs)
-        except client.ApiException as err:
-            counter.add(method, url, err.status or 0)
-            raise
-        counter.add(method, url, response.status)
-        return response
-
-    rest.request = counted  # type: ignore[method-assign]
+    api.rest_client.request = counted(api.rest_client.request, counter)  # type: ignore[method-assign]
     return api, counter
+
+
+#: 429 Too Many Requests (API Priority and Fairness throttling this client): how often a request
+#: is tried again, and the longest wait a Retry-After may ask for.
+THROTTLED_ATTEMPTS = 10
+MAX_RETRY_AFTER = 10.0
+
+
+def counted(
+    request: Callable[..., Any], counter: RequestCounter, sleep: Callable[[float], None] = time.sleep
+) -> Callable[..., Any]:
+    """`request`, with every attempt counted, and a throttled one (429) tried again after the
+    server's Retry-After (as client-go does), so a throttled run slows down instead of failing."""
+
+    def send(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        for attempt in range(1, THROTTLED_ATTEMPTS + 1):
+            try:
+                response = request(method, url, *args, **kwargs)
+            except client.ApiException as err:
+                counter.add(method, url, err.status or 0)
+                if err.status != 429 or attempt == THROTTLED_ATTEMPTS:
+                    raise
+                sleep(_retry_after((err.headers or {}).get("Retry-After")))
+                continue
+            counter.add(method, url, response.status)
+            if response.status != 429 or attempt == THROTTLED_ATTEMPTS:
+                return response
+            response.read()  # frees the connection for the next attempt
+            sleep(_retry_after(response.getheader("Retry-After")))
+        raise AssertionError("unreachable")
+
+    return send
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        seconds = float(value) if value is not None else 1.0
+    except ValueError:
+        seconds = 1.0
+    return min(MAX_RETRY_AFTER, max(0.1, seconds)) if math.isfinite(seconds) else 1.0
 
 
 def _configuration(kubeconfig: str | None) -> client.Configuration:

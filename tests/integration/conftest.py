@@ -27,7 +27,7 @@ from kubernetes import client, config
 
 from reconciler.cluster.cache import ObjectCache
 from reconciler.cluster.client import connect
-from reconciler.cluster.permissions import Scope, granted
+from reconciler.cluster.permissions import RULES, Scope, granted
 from reconciler.cluster.resources import POD
 from reconciler.engine import SELECTOR, Engine, Options, observed
 from reconciler.plan import tracking_id
@@ -178,9 +178,10 @@ def make_engine(
         *,
         watch: bool = False,
         settings: dict[str, Any] | None = None,
+        kubeconfig: Path | None = None,
         **options: Any,
     ) -> Engine:
-        api, counter = connect(str(platform.kubeconfig))
+        api, counter = connect(str(kubeconfig or platform.kubeconfig))
         rendering = Settings(**{**kafka_settings(platform, namespace), **(settings or {})})
         source = GitSource(config_repo.url, path=path, workdir=tmp_path / f"repo-{state}")
         chosen = Options(
@@ -381,3 +382,25 @@ def kafkatopic_crd(platform: Platform) -> None:
         "wait", "--for=condition=Established", "--timeout=60s", "crd/kafkatopics.kafka.strimzi.io"
     )
     assert established.returncode == 0, established.stderr
+
+
+def grant(kube: client.ApiClient, namespace: str, account: str) -> None:
+    """The reconciler's Roles, built from `RULES` (all three scopes in the test's namespace;
+    Strimzi's rules are not needed in admin topic mode), bound to the ServiceAccount."""
+    rbac = client.RbacAuthorizationV1Api(kube)
+    for scope in Scope:
+        rules = [
+            {"apiGroups": [rule.api_group], "resources": [rule.resource], "verbs": list(rule.verbs)}
+            for rule in RULES
+            if rule.scope == scope and not rule.strimzi_only
+        ]
+        name = f"mico-reconciler-{scope.value}"
+        rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": rules})
+        rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+            },
+        )

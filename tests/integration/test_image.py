@@ -23,9 +23,15 @@ import pytest
 import yaml
 from kubernetes import client
 
-from reconciler.cluster.permissions import RULES, Scope
 from tests.helpers import EXAMPLE
-from tests.integration.conftest import ConfigRepo, Platform, deployments, kafka_settings, token_kubeconfig
+from tests.integration.conftest import (
+    ConfigRepo,
+    Platform,
+    deployments,
+    grant,
+    kafka_settings,
+    token_kubeconfig,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -146,28 +152,6 @@ def test_validate_the_example_inside_the_container(image: Image) -> None:
     assert result.stdout.strip() == "/config/mico.yaml: valid (4 services, 2 applications)"
 
 
-def _grant(kube: client.ApiClient, namespace: str, account: str) -> None:
-    """The reconciler's Roles, built from `RULES` (all three scopes in the test's namespace;
-    Strimzi's rules are not needed in admin topic mode), bound to the ServiceAccount."""
-    rbac = client.RbacAuthorizationV1Api(kube)
-    for scope in Scope:
-        rules = [
-            {"apiGroups": [rule.api_group], "resources": [rule.resource], "verbs": list(rule.verbs)}
-            for rule in RULES
-            if rule.scope == scope and not rule.strimzi_only
-        ]
-        name = f"mico-reconciler-{scope.value}"
-        rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": rules})
-        rbac.create_namespaced_role_binding(
-            namespace,
-            {
-                "metadata": {"name": name},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
-            },
-        )
-
-
 def test_sync_once_from_the_container_with_a_service_account_token(
     image: Image,
     platform: Platform,
@@ -180,7 +164,7 @@ def test_sync_once_from_the_container_with_a_service_account_token(
     converges the example under exactly the reconciler's RBAC, configured by MICO_* variables as
     the chart does; the state database lands on the volume, and the next container reads it."""
     account = "mico-reconciler"
-    _grant(kube, namespace, account)
+    grant(kube, namespace, account)
     kubeconfig = tmp_path / "kubeconfig"
     client.CoreV1Api(kube).create_namespaced_service_account(namespace, {"metadata": {"name": account}})
     kubeconfig.write_text(token_kubeconfig(platform, kube, namespace, account))
