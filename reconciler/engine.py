@@ -584,7 +584,9 @@ class Engine:
                 applied[key] = None
             elif outcome in (Outcome.CREATED, Outcome.CONFIGURED) and action.manifest is not None:
                 applied[key] = action.manifest["metadata"]["annotations"][HASH_ANNOTATION]
-        self.store.finish_run(
+        # None when the state database took no writes: the run goes on unrecorded (the store
+        # counts and logs that, and keeps what later runs need), this log line is its record
+        recorded_on = self.store.finish_run(
             result.run_id,
             outcome=result.outcome.value,
             revision=result.revision,
@@ -598,9 +600,9 @@ class Engine:
             ],
             applied=applied,
         )
-        self._export(result)
+        self._export(result, recorded=recorded_on is not None)
 
-    def _export(self, result: RunResult) -> None:
+    def _export(self, result: RunResult, *, recorded: bool = True) -> None:
         metrics.RECONCILE_DURATION.observe(result.duration)
         metrics.RUNS.labels(outcome=result.outcome.value, trigger=result.trigger).inc()
         metrics.SPEC_PROBLEMS.set(result.problem_count)
@@ -624,7 +626,8 @@ class Engine:
             "run %s",
             result.outcome.value,
             extra={
-                "run": result.run_id,
+                "run": result.run_id if result.run_id > 0 else None,  # a row of history, if any
+                "recorded": recorded,
                 "trigger": result.trigger,
                 "outcome": result.outcome.value,
                 "revision": result.revision,

@@ -51,6 +51,20 @@ WATCH_FAILING = Gauge(
     "1 while the watch of a kind fails (runs then fail rather than use stale objects), else 0.",
     ["resource"],
 )
+HISTORY_WRITE_ERRORS = Counter(
+    "mico_reconciler_history_write_errors_total",
+    "Writes to the state database that failed because it takes no writes (read-only, disk full, "
+    "locked, I/O error); the reconcile loop goes on without them.",
+    ["kind"],
+)
+HISTORY_WRITE_FAILING = Gauge(
+    "mico_reconciler_history_write_failing",
+    "1 while the last write to the state database failed (runs are not recorded), else 0.",
+)
+HISTORY_UNRECORDED_RUNS = Counter(
+    "mico_reconciler_history_unrecorded_runs_total",
+    "Runs whose history could not be written to the state database.",
+)
 SPEC_PROBLEMS = Gauge(
     "mico_reconciler_spec_problems", "Validation problems of the config at the fetched revision."
 )

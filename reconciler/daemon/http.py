@@ -1,4 +1,5 @@
-"""HTTP endpoints: /metrics, /healthz, /readyz, read-only JSON API, authenticated webhooks.
+"""HTTP endpoints: /metrics, /healthz, /readyz, read-only JSON API (with /api/health),
+authenticated webhooks.
 
 Webhooks only ever trigger a run of the configured repository; their payload is never trusted
 for anything else. GitHub's `X-Hub-Signature-256` (HMAC-SHA256 of the body) and the generic
@@ -151,10 +152,9 @@ class Endpoints:
             if length > MAX_GET_BODY:
                 return _json(413, {"error": "payload too large"})
             if path == "/healthz":
-                return _text(200, "ok\n")
+                return self._healthz()
             if path == "/readyz":
-                ok = self.ready()
-                return _text(200 if ok else 503, "ok\n" if ok else "not ready\n")
+                return self._readyz()
             return None
         if request.method != "POST":
             return _json(501, {"error": f"unsupported method {request.method}"})
@@ -198,13 +198,38 @@ class Endpoints:
                 return _json(400, {"error": "limit must be a number"})
             runs = self.store.runs(limit=min(max(int(limit), 1), 500), app=query.get("app", [None])[0])
             return _json(200, runs)
+        if path == "/api/health":
+            history = self.store.health.snapshot()
+            status = "ok" if history["writable"] else "degraded"
+            return _json(200, {"status": status, "ready": self.ready(), "history": history})
         # /healthz and /readyz are answered by admit(), unless they came with a body
         if path == "/healthz":
-            return _text(200, "ok\n")
+            return self._healthz()
         if path == "/readyz":
-            ok = self.ready()
-            return _text(200 if ok else 503, "ok\n" if ok else "not ready\n")
+            return self._readyz()
         return _json(404, {"error": "not found"})
+
+    # -- probes: cheap and non-blocking (the I/O thread answers them) ------------------------------
+
+    def _healthz(self) -> Response:
+        """Alive, even when the state database takes no writes: a restart would not give it
+        space or make it writable (and a daemon that cannot write it at start refuses to)."""
+        return _text(200, "ok\n" + self._history_warning())
+
+    def _readyz(self) -> Response:
+        """Ready to take webhooks: runs go on when their history cannot be written."""
+        ok = self.ready()
+        return _text(200 if ok else 503, ("ok\n" if ok else "not ready\n") + self._history_warning())
+
+    def _history_warning(self) -> str:
+        history = self.store.health.snapshot()
+        if history["writable"]:
+            return ""
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(history["since"]))
+        return (
+            f"warning: runs are not recorded since {since}: the state database takes no writes "
+            f"({history['reason']}); see /api/health\n"
+        )
 
     def post(self, request: Request) -> Response:
         path = request.path

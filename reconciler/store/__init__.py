@@ -10,21 +10,39 @@ values.
 `history` and `status` open the file read-only (`Store.reader`): they never migrate it, mark a
 live daemon's run interrupted, or create it. Whatever is in the file is checked as it is read, so
 a damaged or foreign file is a `StoreError` naming the problem, never a traceback.
+
+A writer whose file stops taking writes (a filesystem gone read-only, a full disk, a lock held
+by another process, an I/O error) goes on without them: a transaction that fails leaves nothing
+behind (SQLite rolls it back), the history of the runs it would have recorded is lost (counted,
+logged once per kind of failure, shown by `health`), and the facts later runs decide by (hashes
+applied, rollouts, topics created, builds) are kept in memory, read as if written, and written
+with the first transaction that succeeds (`_Pending`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import math
+import os
 import sqlite3
 import stat
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from reconciler import metrics
+
+log = logging.getLogger("mico_reconciler.store")
+_T = TypeVar("_T")
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -122,6 +140,9 @@ class AppStatusRecord:
     detail: Mapping[str, Any]
 
 
+#: How long a write waits for another process's lock; a second while writes fail for it.
+_BUSY_TIMEOUT_MS = 30_000
+_BUSY_TIMEOUT_FAILING_MS = 1_000
 #: Timestamps a run or build can carry (up to the year 9999): anything else is damage.
 _MAX_TIME = 253_402_300_799
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -131,6 +152,234 @@ class StoreError(Exception):
     """The state database cannot be used: missing, not a database, damaged, or another schema."""
 
 
+# -- when the file stops taking writes ----------------------------------------------------------
+
+
+class Unwritable(StrEnum):
+    """Why a write failed when the disk, not the data, is the cause: the `kind` label of
+    `mico_reconciler_history_write_errors_total`."""
+
+    READ_ONLY = "read_only"
+    DISK_FULL = "disk_full"
+    LOCKED = "locked"
+    IO_ERROR = "io_error"
+
+    @property
+    def description(self) -> str:
+        return _DESCRIPTIONS[self]
+
+
+_DESCRIPTIONS = {
+    Unwritable.READ_ONLY: "read-only",
+    Unwritable.DISK_FULL: "disk full",
+    Unwritable.LOCKED: "locked by another process",
+    Unwritable.IO_ERROR: "I/O error",
+}
+
+
+def classify(code: str | None, *, read_only: bool = False, full: bool = False) -> Unwritable | None:
+    """What kind of unwritable file SQLite's error `code` (e.g. `SQLITE_IOERR_WRITE`) means, or
+    None for any other error (a damaged file, a constraint: the data's fault, raised as before).
+    `read_only`, `full`: what the filesystem says, for an I/O error (a filesystem the kernel
+    forced read-only after an error fails writes with EROFS, which SQLite reports as an I/O
+    error; a full one can fail a `-shm` extension the same way)."""
+
+    def of(*primaries: str) -> bool:
+        return code is not None and any(code == p or code.startswith(p + "_") for p in primaries)
+
+    if of("SQLITE_READONLY"):
+        return Unwritable.READ_ONLY
+    if of("SQLITE_FULL"):
+        return Unwritable.DISK_FULL
+    if of("SQLITE_BUSY", "SQLITE_LOCKED"):
+        return Unwritable.LOCKED
+    if of("SQLITE_IOERR", "SQLITE_CANTOPEN"):
+        if read_only:
+            return Unwritable.READ_ONLY
+        return Unwritable.DISK_FULL if full else Unwritable.IO_ERROR
+    return None
+
+
+class WriteHealth:
+    """Whether the state database takes writes, and since when it does not. Thread-safe, and
+    never waits for the database: the HTTP I/O thread reads it for /healthz and /readyz.
+
+    The file fails writes from the first failed write to the next write that lands. Each kind
+    of failure is logged once (`failed` says when), and not again within `quiet` seconds of
+    the last time it was, so a disk that flaps between full and not is not a line a minute;
+    the end of a failure that was logged is logged once (`recovered`), with the figures since."""
+
+    def __init__(self, quiet: float = 600.0) -> None:
+        self._lock = threading.Lock()
+        self._quiet = quiet
+        self.failing: Unwritable | None = None  # the kind of the last failure, while failing
+        self.since: float | None = None
+        self.last_error: str | None = None
+        self.errors: Counter[Unwritable] = Counter()  # since the start, by kind
+        self.unrecorded_runs = 0  # since the start
+        self.pending = 0  # facts kept in memory until they can be written
+        self._told: dict[Unwritable, float] = {}  # when each kind was last logged
+        self._untold = True  # no failure logged since the last recovery logged
+        self._first: float | None = None  # figures since the last recovery logged
+        self._errors = 0
+        self._runs = 0
+
+    def failed(self, kind: Unwritable, error: str, now: float) -> bool:
+        """Counts a failed write; True when it is to be logged."""
+        with self._lock:
+            if self.failing is None:
+                self.since = now
+            if self._first is None:
+                self._first = now
+            self.failing, self.last_error = kind, error
+            self.errors[kind] += 1
+            self._errors += 1
+            if now - self._told.get(kind, -math.inf) < self._quiet:
+                return False
+            self._told[kind] = now
+            self._untold = False
+            return True
+
+    def unrecorded(self) -> None:
+        with self._lock:
+            self.unrecorded_runs += 1
+            self._runs += 1
+
+    def recovered(self, now: float) -> dict[str, Any] | None:
+        """A write landed: the figures to log with the end of a failure that was logged, or None
+        (nothing logged to end: they add up until then)."""
+        with self._lock:
+            self.failing = self.since = self.last_error = None
+            if self._untold:
+                return None
+            ended = {
+                "failed_writes": self._errors,
+                "unrecorded_runs": self._runs,
+                "seconds": round(now - (self._first or now), 1),
+            }
+            self._untold, self._first, self._errors, self._runs = True, None, 0, 0
+            return ended
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "writable": self.failing is None,
+                "failing": None if self.failing is None else self.failing.value,
+                "reason": None if self.failing is None else self.failing.description,
+                "since": self.since,
+                "last_error": self.last_error,
+                "write_errors": {k.value: n for k, n in sorted(self.errors.items())},
+                "unrecorded_runs": self.unrecorded_runs,
+                "pending_facts": self.pending,
+            }
+
+
+_BUILD_FIELDS = (
+    "run_id", "service", "version", "fingerprint", "job", "attempt", "started", "finished", "outcome",
+    "digest", "reason", "log_tail",
+)  # fmt: skip
+#: Finishes of runs whose start was written but whose end could not be, kept for later.
+_MAX_PENDING_FINISHES = 1000
+
+
+@dataclass
+class _Pending:
+    """What the runs decided while the file took no writes, to be written with the next
+    transaction that lands (before its own writes, so the order is kept): only the facts later
+    runs read back, never a run's history (which would grow without bound)."""
+
+    applied: dict[tuple[str, str, str, str], str | None] = field(default_factory=dict)
+    #: app -> (revision or None to forget, run id, sequence: the newer the higher)
+    rollouts: dict[str, tuple[str | None, int, int]] = field(default_factory=dict)
+    topics: dict[str, bool] = field(default_factory=dict)  # True: created by us, False: deleted
+    #: builds whose start could not be written, by their (negative) provisional id
+    builds: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: ends of written builds that could not be written
+    build_ends: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: runs whose start was written: their outcome, to write (their details are lost)
+    finishes: dict[int, tuple[float, str, str | None, str | None, int | None]] = field(default_factory=dict)
+    sequence: int = 0
+
+    def _all(self) -> tuple[dict[Any, Any], ...]:
+        return (self.applied, self.rollouts, self.topics, self.builds, self.build_ends, self.finishes)
+
+    def count(self) -> int:
+        return sum(len(kept) for kept in self._all())
+
+    def clear(self) -> None:
+        for kept in self._all():
+            kept.clear()
+
+    def write(self, db: sqlite3.Connection, build_ids: dict[int, int]) -> None:
+        """Everything kept, into the open transaction; `build_ids` learns the ids the builds got."""
+        for run_id, (finished, outcome, revision, error, requests) in self.finishes.items():
+            db.execute(
+                "UPDATE runs SET finished = ?, outcome = ?, revision = ?, error = ?, api_requests = ? "
+                "WHERE id = ? AND outcome = 'running'",
+                (finished, outcome, revision, error, requests, run_id),
+            )
+        _write_applied(db, self.applied)
+        for app, (revision, run_id, _) in sorted(self.rollouts.items(), key=lambda item: item[1][2]):
+            _write_rollouts(db, run_id, {app: revision})
+        _write_topics(db, self.topics)
+        for provisional, build in sorted(self.builds.items(), reverse=True):  # -1 first: oldest first
+            cursor = db.execute(
+                f"INSERT INTO builds ({', '.join(_BUILD_FIELDS)}) "  # noqa: S608 - constants
+                f"VALUES ({', '.join('?' * len(_BUILD_FIELDS))})",
+                [build[c] for c in _BUILD_FIELDS],
+            )
+            build_ids[provisional] = int(cursor.lastrowid or 0)
+        for build_id, end in self.build_ends.items():
+            _write_build_end(db, build_id, end)
+
+    def rollouts_over(self, recorded: dict[str, str]) -> dict[str, str]:
+        """`recorded` (most recent first) as it will be once these are written."""
+        newest = sorted(self.rollouts.items(), key=lambda item: (-item[1][2], item[0]))
+        merged = {app: revision for app, (revision, _, _) in newest if revision is not None}
+        merged.update({app: revision for app, revision in recorded.items() if app not in self.rollouts})
+        return merged
+
+
+def _write_applied(db: sqlite3.Connection, applied: Mapping[tuple[str, str, str, str], str | None]) -> None:
+    for key, digest in applied.items():
+        if digest is None:
+            db.execute(
+                "DELETE FROM applied WHERE api_version = ? AND kind = ? AND namespace = ? AND name = ?", key
+            )
+        else:
+            db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?, ?, ?, ?)", (*key, digest))
+
+
+def _write_rollouts(db: sqlite3.Connection, run_id: int, rollouts: Mapping[str, str | None]) -> None:
+    """A run that could not be recorded (id < 1) orders its rollouts with the last run recorded."""
+    if run_id < 1:
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'runs'").fetchone()
+        run_id = int(row[0]) if row else 0
+    for app, revision in rollouts.items():
+        if revision is None:
+            db.execute("DELETE FROM rollouts WHERE app = ?", (app,))
+        else:
+            db.execute(
+                "INSERT OR REPLACE INTO rollouts VALUES (?, ?, ?, ?)", (app, revision, run_id, time.time())
+            )
+
+
+def _write_topics(db: sqlite3.Connection, ours: Mapping[str, bool]) -> None:
+    """Topics that became ours (True: created by this reconciler) or stopped being (False)."""
+    db.executemany(
+        "INSERT OR IGNORE INTO topics VALUES (?, ?)",
+        [(name, time.time()) for name, mine in ours.items() if mine],
+    )
+    db.executemany("DELETE FROM topics WHERE name = ?", [(name,) for name, mine in ours.items() if not mine])
+
+
+def _write_build_end(db: sqlite3.Connection, build_id: int, end: Mapping[str, Any]) -> None:
+    db.execute(
+        "UPDATE builds SET finished = ?, outcome = ?, digest = ?, reason = ?, log_tail = ? WHERE id = ?",
+        (end["finished"], end["outcome"], end["digest"], end["reason"], end["log_tail"], build_id),
+    )
+
+
 class Store:
     """`readonly`: for `history` and `status` (see the module docstring); otherwise the daemon's
     or a sync's store, which creates, migrates and writes the file."""
@@ -138,13 +387,25 @@ class Store:
     def __init__(self, path: Path | str, *, retention: int = 500, readonly: bool = False) -> None:
         self.path = str(path)
         self.retention = retention
-        self._lock = threading.Lock()
+        self.readonly = readonly
+        self.health = WriteHealth()
+        self._lock = threading.Lock()  # the connection, and `_pending`
+        self._pending = _Pending()
+        self._build_ids: dict[int, int] = {}  # provisional build ids -> the ids they were written as
+        self._provisional = 0  # the last provisional (negative) id given to a run or build
         try:
             if readonly:
                 self._db = self._open_readonly(Path(path))
             else:
                 self._db = self._open_for_writing(Path(path))
         except sqlite3.Error as err:
+            # a start needs the file to take writes (migrations, runs to mark interrupted): one
+            # that cannot is refused, as a damaged one, naming why when the disk says it
+            kind = None if readonly else self._unwritable(err)
+            if kind in (Unwritable.READ_ONLY, Unwritable.DISK_FULL, Unwritable.LOCKED):
+                raise StoreError(
+                    f"{self.path}: the state database cannot be written ({kind.description}): {err}"
+                ) from err
             raise StoreError(f"{self.path}: {_describe(err)}") from err
 
     def _open_for_writing(self, path: Path) -> sqlite3.Connection:
@@ -155,24 +416,29 @@ class Store:
             raise StoreError(f"{path}: cannot create its directory: {reason}") from err
         if _regular_file(path, missing_ok=True):
             _header(path)  # a foreign file fails here, before SQLite would take it over
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        db = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000
+        )
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA foreign_keys=ON")
-        db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit is on the disk before it returns, so a transaction that landed survives
+        # a crash of the machine, or a filesystem the kernel forces read-only before writeback
+        db.execute("PRAGMA synchronous=FULL")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version == 0 and db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
             db.close()
             raise StoreError(f"{path}: not a mico-reconciler state database (it holds other tables)")
         self._db = db
         self._check_version(version, readonly=False)
-        self._migrate(version)
-        with self._transaction() as tx:
-            for table in ("runs", "builds"):
-                tx.execute(
-                    f"UPDATE {table} SET outcome = 'interrupted', finished = started "  # noqa: S608 - a constant
-                    "WHERE outcome = 'running'"
-                )
+        with self._lock:
+            self._migrate(version)
+            with self._transaction() as tx:
+                for table in ("runs", "builds"):
+                    tx.execute(
+                        f"UPDATE {table} SET outcome = 'interrupted', finished = started "  # noqa: S608 - a constant
+                        "WHERE outcome = 'running'"
+                    )
         return db
 
     def _open_readonly(self, path: Path) -> sqlite3.Connection:
@@ -212,14 +478,78 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        """One transaction, whole or not at all; the caller holds `_lock`. SQLite may have rolled
+        it back itself (it does on a full disk or an I/O error), and a COMMIT can fail too: either
+        way the connection is left outside any transaction, ready for the next one."""
+        if self._db.in_transaction:  # a ROLLBACK that failed before: never build on its leftovers
+            self._db.execute("ROLLBACK")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
             self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):  # the error that got us here is the one to tell
+                    self._db.execute("ROLLBACK")
+            raise
+
+    def _write(self, work: Callable[[sqlite3.Connection], _T]) -> tuple[bool, _T | None]:
+        """`work` in one transaction, after everything kept pending; the caller holds `_lock`.
+        Returns (True, its value), or (False, None) when the file takes no writes: then nothing
+        of the transaction is left, the caller keeps what must not be lost in `_pending`, and
+        the failure is counted (and logged once per kind). Any other error is raised: a reader's,
+        or one that is the data's fault (a damaged file is a StoreError)."""
+        changes = self._db.total_changes
+        try:
+            with self._transaction() as db:
+                self._pending.write(db, self._build_ids)
+                value = work(db)
+        except sqlite3.Error as err:
+            if self.readonly:  # `history` or `status` writing: a bug, not a disk to live with
+                raise
+            kind = self._unwritable(err)
+            if kind is None:
+                raise StoreError(f"{self.path}: {_describe(err)}") from err
+            self._failed(kind, err)
+            return False, None
+        self._pending.clear()
+        self.health.pending = 0
+        if self.health.failing is not None and self._db.total_changes > changes:
+            # only a transaction that wrote something says the file takes writes again (one
+            # that wrote nothing commits on a full disk too)
+            self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            metrics.HISTORY_WRITE_FAILING.set(0)
+            ended = self.health.recovered(time.time())
+            if ended is not None:
+                log.info(
+                    "the state database takes writes again: runs are recorded",
+                    extra={"state_db": self.path, **ended},
+                )
+        return True, value
+
+    def _unwritable(self, err: sqlite3.Error) -> Unwritable | None:
+        code = getattr(err, "sqlite_errorname", None)
+        if code is None or not code.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")):
+            return classify(code)
+        return classify(code, read_only=_read_only(Path(self.path)), full=_full(Path(self.path)))
+
+    def _failed(self, kind: Unwritable, err: sqlite3.Error) -> None:
+        self.health.pending = self._pending.count()
+        metrics.HISTORY_WRITE_ERRORS.labels(kind=kind.value).inc()
+        metrics.HISTORY_WRITE_FAILING.set(1)
+        if kind == Unwritable.LOCKED:  # until a write lands, wait for the lock a second, not 30
+            self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_FAILING_MS}")
+        if self.health.failed(kind, str(err), time.time()):
+            log.error(
+                "the state database cannot be written (%s): runs are not recorded until it can; "
+                "the reconcile loop goes on",
+                kind.description,
+                extra={"state_db": self.path, "kind": kind.value, "error": str(err)},
+            )
+
+    def _provisional_id(self) -> int:
+        self._provisional -= 1
+        return self._provisional
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -250,12 +580,19 @@ class Store:
     # -- writing -----------------------------------------------------------------------------
 
     def start_run(self, trigger: str, revision: str | None = None) -> int:
-        with self._transaction() as db:
+        """The run's id; negative when it cannot be recorded (the file takes no writes): such a
+        run is not recorded, what it applies is still kept (see `finish_run`)."""
+
+        def insert(db: sqlite3.Connection) -> int:
             cursor = db.execute(
                 "INSERT INTO runs (trigger, revision, started, outcome) VALUES (?, ?, ?, 'running')",
                 (trigger, revision, time.time()),
             )
             return int(cursor.lastrowid or 0)
+
+        with self._lock:
+            written, run_id = self._write(insert)
+            return run_id if written and run_id else self._provisional_id()
 
     def finish_run(
         self,
@@ -269,7 +606,7 @@ class Store:
         problems: Iterable[Mapping[str, Any]] = (),
         statuses: Iterable[AppStatusRecord] = (),
         applied: Mapping[tuple[str, str, str, str], str | None] | None = None,
-    ) -> int:
+    ) -> int | None:
         """Everything a run found, in one transaction; `applied` maps object keys to the hash now
         applied (None: deleted).
 
@@ -277,9 +614,17 @@ class Store:
         outcome, error, problems, statuses, topics, and no action but skipped ones) is a repeat:
         it is counted on that run (`repeats`, `last_seen`) and its own row removed, so re-checks
         of a long Pending rollout, or of a broken commit, cannot push the runs that did something
-        out of the retention. Returns the id of the row that records the run."""
+        out of the retention. Returns the id of the row that records the run, or None when the
+        run could not be recorded: its start or this transaction found the file taking no
+        writes. Then `applied` is kept to be written later; so is the outcome of a run whose
+        start was written (its actions, problems and statuses are lost, and its error says so)."""
         now = time.time()
-        with self._transaction() as db:
+        applied = dict(applied or {})
+
+        def finish(db: sqlite3.Connection) -> int | None:
+            _write_applied(db, applied)
+            if run_id < 1:
+                return None
             db.execute(
                 "UPDATE runs SET finished = ?, outcome = ?, revision = ?, error = ?, api_requests = ? "
                 "WHERE id = ?",
@@ -303,15 +648,6 @@ class Store:
                     for s in statuses
                 ],
             )
-            for key, digest in (applied or {}).items():
-                if digest is None:
-                    db.execute(
-                        "DELETE FROM applied "
-                        "WHERE api_version = ? AND kind = ? AND namespace = ? AND name = ?",
-                        key,
-                    )
-                else:
-                    db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?, ?, ?, ?)", (*key, digest))
             recorded_on = _repeated(db, run_id)
             if recorded_on is None:
                 recorded_on = run_id
@@ -328,28 +664,77 @@ class Store:
             )
             return recorded_on
 
+        with self._lock:
+            written, recorded_on = self._write(finish)
+            if not written:
+                self._pending.applied.update(applied)
+                if run_id > 0 and len(self._pending.finishes) < _MAX_PENDING_FINISHES:
+                    kind = self.health.failing or Unwritable.IO_ERROR
+                    lost = (
+                        f"its actions, problems and statuses could not be recorded "
+                        f"(state database: {kind.description})"
+                    )
+                    self._pending.finishes[run_id] = (
+                        now,
+                        outcome,
+                        revision,
+                        f"{error}; {lost}" if error else lost,
+                        api_requests,
+                    )
+                self.health.pending = self._pending.count()
+            if recorded_on is None:
+                self.health.unrecorded()
+                metrics.HISTORY_UNRECORDED_RUNS.inc()
+            return recorded_on
+
     def record_rollouts(self, run_id: int, rollouts: Mapping[str, str | None]) -> None:
         """Applications (`shortName@version`) and the revision they now run at (None: forget)."""
-        with self._transaction() as db:
-            for app, revision in rollouts.items():
-                if revision is None:
-                    db.execute("DELETE FROM rollouts WHERE app = ?", (app,))
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO rollouts VALUES (?, ?, ?, ?)",
-                        (app, revision, run_id, time.time()),
-                    )
+        rollouts = dict(rollouts)
+        with self._lock:
+            written, _ = self._write(lambda db: _write_rollouts(db, run_id, rollouts))
+            if not written:
+                pending = self._pending
+                pending.sequence += 1
+                for app, revision in rollouts.items():
+                    pending.rollouts[app] = (revision, run_id, pending.sequence)
+                self.health.pending = pending.count()
 
     def start_build(
         self, *, run_id: int, service: str, version: str, fingerprint: str, job: str, attempt: int
     ) -> int:
-        with self._transaction() as db:
+        """The build's id; negative when its start cannot be written yet (it is kept, read back
+        by `build_history` once finished, and written with the next transaction that lands)."""
+        build = {
+            "run_id": run_id if run_id > 0 else None,
+            "service": service,
+            "version": version,
+            "fingerprint": fingerprint,
+            "job": job,
+            "attempt": attempt,
+            "started": time.time(),
+            "finished": None,
+            "outcome": "running",
+            "digest": None,
+            "reason": None,
+            "log_tail": None,
+        }
+
+        def insert(db: sqlite3.Connection) -> int:
             cursor = db.execute(
-                "INSERT INTO builds (run_id, service, version, fingerprint, job, attempt, started, outcome) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
-                (run_id, service, version, fingerprint, job, attempt, time.time()),
+                f"INSERT INTO builds ({', '.join(_BUILD_FIELDS)}) "  # noqa: S608 - constants
+                f"VALUES ({', '.join('?' * len(_BUILD_FIELDS))})",
+                [build[c] for c in _BUILD_FIELDS],
             )
             return int(cursor.lastrowid or 0)
+
+        with self._lock:
+            written, build_id = self._write(insert)
+            if written and build_id:
+                return build_id
+            provisional = self._provisional_id()
+            self._pending.builds[provisional] = build
+            self.health.pending = self._pending.count()
+            return provisional
 
     def finish_build(
         self,
@@ -360,12 +745,19 @@ class Store:
         reason: str | None = None,
         log_tail: str | None = None,
     ) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE builds SET finished = ?, outcome = ?, digest = ?, reason = ?, log_tail = ? "
-                "WHERE id = ?",
-                (time.time(), outcome, digest, reason, log_tail, build_id),
-            )
+        end = {"finished": time.time(), "outcome": outcome, "digest": digest, "reason": reason}
+        end["log_tail"] = log_tail
+        with self._lock:
+            if build_id in self._pending.builds:  # its start is not written yet: it goes with it
+                self._pending.builds[build_id].update(end)
+                self._write(lambda db: None)
+                return
+            build_id = self._build_ids.pop(build_id, build_id)
+
+            written, _ = self._write(lambda db: _write_build_end(db, build_id, end))
+            if not written:
+                self._pending.build_ends[build_id] = end
+                self.health.pending = self._pending.count()
 
     def record_topics(
         self,
@@ -375,23 +767,34 @@ class Store:
         created: Iterable[str] = (),
         deleted: Iterable[str] = (),
     ) -> None:
-        """`states`: topic -> (state, detail); `created` topics become managed, `deleted` ones stop."""
-        with self._transaction() as db:
-            db.executemany(
-                "INSERT INTO run_topics VALUES (?, ?, ?, ?)",
-                [(run_id, name, state, detail) for name, (state, detail) in sorted(states.items())],
-            )
-            db.executemany(
-                "INSERT OR IGNORE INTO topics VALUES (?, ?)", [(name, time.time()) for name in created]
-            )
-            db.executemany("DELETE FROM topics WHERE name = ?", [(name,) for name in deleted])
+        """`states`: topic -> (state, detail); `created` topics become managed, `deleted` ones stop.
+        When the file takes no writes, the topics created and deleted are kept for later; the
+        states are the run's history, recorded with it or not at all."""
+        ours = dict.fromkeys(created, True) | dict.fromkeys(deleted, False)
+
+        def insert(db: sqlite3.Connection) -> None:
+            if run_id > 0:
+                db.executemany(
+                    "INSERT INTO run_topics VALUES (?, ?, ?, ?)",
+                    [(run_id, name, state, detail) for name, (state, detail) in sorted(states.items())],
+                )
+            _write_topics(db, ours)
+
+        with self._lock:
+            written, _ = self._write(insert)
+            if not written:
+                self._pending.topics.update(ours)
+                self.health.pending = self._pending.count()
 
     # -- reading -----------------------------------------------------------------------------
 
     def managed_topics(self) -> set[str]:
         with self._reading() as db:
             rows = db.execute("SELECT name FROM topics").fetchall()
-        return {self._checked("topics", r, {"name": _TEXT})["name"] for r in rows}
+            pending = dict(self._pending.topics)
+        recorded = {self._checked("topics", r, {"name": _TEXT})["name"] for r in rows}
+        created = {name for name, ours in pending.items() if ours}
+        return (recorded | created) - (pending.keys() - created)
 
     def topic_states(self) -> list[dict[str, Any]]:
         """Topics as the latest run that reached the broker saw them."""
@@ -403,28 +806,45 @@ class Store:
         return [self._checked("run_topics", r, _TOPIC_COLUMNS) for r in rows]
 
     def build_history(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
-        """Per (service, version), its finished builds, newest first."""
+        """Per (service, version), its finished builds, newest first (those not written yet too)."""
         with self._reading() as db:
-            rows = db.execute("SELECT * FROM builds WHERE outcome != 'running' ORDER BY id DESC").fetchall()
+            ends = dict(self._pending.build_ends)
+            rows = db.execute(
+                f"SELECT * FROM builds WHERE outcome != 'running' OR id IN ({', '.join('?' * len(ends))}) "  # noqa: S608 - placeholders
+                "ORDER BY id DESC",
+                list(ends),
+            ).fetchall()
+            kept = [  # not written yet: newer than any written build (ids -1, -2, ... in order)
+                {"id": provisional, **build}
+                for provisional, build in sorted(self._pending.builds.items())
+                if build["outcome"] != "running"
+            ]
         found: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for row in rows:
-            build = self._checked("builds", row, _BUILD_RECORD_COLUMNS)
+        for build in kept + [self._checked("builds", row, _BUILD_RECORD_COLUMNS) for row in rows]:
+            build.update(ends.get(build["id"], {}))
             found.setdefault((build["service"], build["version"]), []).append(build)
         return found
 
     def applied(self) -> dict[tuple[str, str, str, str], str]:
         with self._reading() as db:
             rows = db.execute("SELECT api_version, kind, namespace, name, hash FROM applied").fetchall()
+            pending = dict(self._pending.applied)
         checked = [self._checked("applied", r, dict.fromkeys(r.keys(), _TEXT)) for r in rows]
-        return {(r["api_version"], r["kind"], r["namespace"], r["name"]): r["hash"] for r in checked}
+        found = {(r["api_version"], r["kind"], r["namespace"], r["name"]): r["hash"] for r in checked}
+        for key, digest in pending.items():
+            if digest is None:
+                found.pop(key, None)
+            else:
+                found[key] = digest
+        return found
 
     def rollouts(self) -> dict[str, str]:
         """Each application (`shortName@version`) and the revision it last rolled out at, the
         most recent rollout first."""
         with self._reading() as db:
             rows = db.execute("SELECT app, revision FROM rollouts ORDER BY run_id DESC, app").fetchall()
-        checked = [self._checked("rollouts", r, {"app": _TEXT, "revision": _TEXT}) for r in rows]
-        return {r["app"]: r["revision"] for r in checked}
+            checked = [self._checked("rollouts", r, {"app": _TEXT, "revision": _TEXT}) for r in rows]
+            return self._pending.rollouts_over({r["app"]: r["revision"] for r in checked})
 
     def last_good_revision(self) -> str | None:
         with self._reading() as db:
@@ -594,6 +1014,23 @@ def _repeated(db: sqlite3.Connection, run_id: int) -> int | None:
         ]:
             return None
     return int(previous["id"])
+
+
+def _read_only(path: Path) -> bool:
+    """Whether the file's filesystem refuses writes: one the kernel forced read-only after an
+    error still says `rw` (statvfs too), so ask it to change the file's times."""
+    try:
+        os.utime(path)
+    except OSError as err:
+        return err.errno == errno.EROFS
+    return False
+
+
+def _full(path: Path) -> bool:
+    try:
+        return os.statvfs(path.parent).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _regular_file(path: Path, *, missing_ok: bool) -> bool:
