@@ -48,6 +48,11 @@ class SourceError(Exception):
     """The config cannot be read (missing path, bad revision, not a repository)."""
 
 
+class DamagedRepositoryError(SourceError):
+    """The repository itself cannot be read (not a repository, objects or refs that git cannot
+    read): a fault of the clone, never of the config in it."""
+
+
 class _RefusedError(Exception):
     """One file named like a config file that is not read; the message becomes a problem."""
 
@@ -156,14 +161,16 @@ def read_revision(repo_dir: Path, revision: str, path: str = ".") -> tuple[str, 
     SourceError: `diff` exits 2 for either, and the daemon applies nothing.
     """
     prefix = _repository_path(path)
-    repo = _open(repo_dir)
-    commit = _commit(repo, repo_dir, revision)
-    try:
-        tree = _Tree.of(repo, commit)
-        files, problems = tree.config(prefix, shown(path), quote(revision))
-    except (git.GitCommandError, ValueError, OSError) as err:
-        where = shown(str(repo_dir))
-        raise SourceError(f"{quote(revision)}: could not read {commit[:12]} in {where}") from err
+    with _open(repo_dir) as repo:  # closed at once: it runs `git cat-file` processes
+        commit = _commit(repo, repo_dir, revision)
+        try:
+            tree = _Tree.of(repo, commit)
+            files, problems = tree.config(prefix, shown(path), quote(revision))
+        except (git.GitCommandError, ValueError, OSError) as err:
+            where = shown(str(repo_dir))
+            raise DamagedRepositoryError(
+                f"{quote(revision)}: could not read {commit[:12]} in {where}: {git_reason(err)}"
+            ) from err
     if problems:
         raise SourceError(
             f"the config at {quote(revision)} ({commit[:12]}) cannot be read: "
@@ -185,9 +192,27 @@ def _open(repo_dir: Path) -> git.Repo:
     try:
         return git.Repo(repo_dir)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError, NotADirectoryError) as err:
-        raise SourceError(f"{shown(str(repo_dir))}: not a git repository") from err
+        raise DamagedRepositoryError(f"{shown(str(repo_dir))}: not a git repository") from err
     except OSError as err:
-        raise SourceError(f"{shown(str(repo_dir))}: {err.strerror}") from err
+        raise DamagedRepositoryError(f"{shown(str(repo_dir))}: {err.strerror}") from err
+
+
+def git_reason(err: Exception) -> str:
+    """Why a git command failed, on one line (see `reason_line`)."""
+    text = str(err)
+    if isinstance(err, git.GitCommandError):  # gitpython shows it as "\n  stderr: '...'"
+        text = str(err.stderr or "").strip().removeprefix("stderr: '").removesuffix("'")
+    return reason_line(text) or type(err).__name__
+
+
+def reason_line(stderr: str) -> str:
+    """The line of git's stderr that says why: its last `fatal:` (the most specific), else its
+    first `error:`, else its first line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith("fatal:")]
+    error = [line for line in lines if line.startswith("error:")]
+    reason = fatal[-1] if fatal else (error or lines or [""])[0]
+    return shown(reason[:300])
 
 
 def _commit(repo: git.Repo, repo_dir: Path, revision: str) -> str:

@@ -5,22 +5,47 @@ commit) and read files straight from the commit's tree, never checking out. The 
 shallow; later ones are incremental, so a force-push can be recognised. Credentials come from
 files or environment variables through GIT_ASKPASS / GIT_SSH_COMMAND and appear in no
 command line, log or error message.
+
+Every git command that talks to the remote runs in a process group of its own, and the whole
+group (git, its remote helper, ssh, index-pack) is killed once `timeout` has passed. A clone
+that git cannot use any more (a missing HEAD, objects or refs it cannot read, a lock left by a
+killed git) is moved aside to `<workdir>.broken` and cloned again, once per fetch.
 """
 
 from __future__ import annotations
 
+import configparser
+import contextlib
+import glob
+import logging
 import os
 import re
 import shlex
+import shutil
+import signal
 import stat
+import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import git
 
 from reconciler.redact import redact
-from reconciler.source.files import SourceError, read_revision, shown
+from reconciler.source.files import (
+    DamagedRepositoryError,
+    SourceError,
+    git_reason,
+    read_revision,
+    reason_line,
+    shown,
+)
 from reconciler.spec.problems import quote
+
+log = logging.getLogger("mico_reconciler.source")
+T = TypeVar("T")
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _ASKPASS = """#!/bin/sh
@@ -34,6 +59,12 @@ case "$1" in
     else printf '%s' "${MICO_GIT_PASSWORD:-}"; fi ;;
 esac
 """
+#: Written into a damaged clone before it is moved aside: why, and that it is this reconciler's.
+DAMAGED_NOTE = "mico-damaged.txt"
+#: How long a killed git's pipes are waited for (a process that left its group may hold them).
+_REAP_SECONDS = 5
+#: Distinct lines of git's stderr kept in an error message, and their length.
+_STDERR_LINES, _STDERR_CHARS = 3, 500
 
 
 @dataclass(frozen=True)
@@ -44,6 +75,9 @@ class Snapshot:
     files: dict[str, bytes]
     #: The ref moved to a commit that does not descend from the previous one (a force-push).
     rewritten: bool = False
+    #: The commit fetched before this one (None on the first fetch into a clone, also after the
+    #: clone was set aside as damaged).
+    previous: str | None = None
 
 
 @dataclass
@@ -56,62 +90,45 @@ class GitSource:
     ssh_key_file: str | None = None
 
     def fetch(self) -> Snapshot:
-        repo = self._repo()
-        env = self._environment()
         wanted = self.ref
         if not wanted or wanted.startswith("-") or not wanted.isprintable():
             raise SourceError(f"{quote(wanted)}: not a branch, tag or commit id")
-        first = self._previous(repo) is None
-        args = ["--force", "--no-tags", "--", "origin", wanted]  # `--`: a ref is never an option
-        if first and not _COMMIT.match(wanted):
-            args.insert(0, "--depth=1")
-        try:
-            repo.git.fetch(*args, env=env, kill_after_timeout=self.timeout)
-            revision = repo.git.rev_parse("--verify", "FETCH_HEAD^{commit}")
-        except git.GitCommandError as err:
-            raise SourceError(self._explain(err)) from err
-        previous = self._previous(repo)
-        rewritten = bool(previous and previous != revision and not self._descends(repo, previous, revision))
-        repo.git.update_ref("refs/mico/fetched", revision)
-        _, files = read_revision(self.workdir, revision, self.path)
-        return Snapshot(revision, files, rewritten)
+        return self._mended(self._fetch)
 
     def at(self, revision: str) -> dict[str, bytes]:
         """The config at a commit fetched before; a clone that lacks it (a restart on an empty
         work directory) fetches that commit by id."""
         if not _COMMIT.match(revision):
             raise SourceError(f"{quote(revision)}: not a commit id")
-        repo = self._repo()
+        return self._mended(lambda repo: self._at(repo, revision))
+
+    # -- one attempt on the clone ------------------------------------------------------------------
+
+    def _fetch(self, repo: git.Repo) -> Snapshot:
+        previous = self._previous(repo)
+        args = ["fetch", "--force", "--no-tags", "--", "origin", self.ref]  # `--`: a ref is never an option
+        if previous is None and not _COMMIT.match(self.ref):
+            args.insert(1, "--depth=1")
+        self._remote(args, self.ref)
+        revision = self._local(repo.git.rev_parse, "--verify", "FETCH_HEAD^{commit}")
+        rewritten = (
+            previous is not None and previous != revision and not self._descends(repo, previous, revision)
+        )
+        self._local(repo.git.update_ref, "refs/mico/fetched", revision)
+        return Snapshot(revision, self._read(revision), rewritten, previous)
+
+    def _at(self, repo: git.Repo, revision: str) -> dict[str, bytes]:
         try:
             repo.git.cat_file("-e", f"{revision}^{{commit}}")
         except git.GitCommandError:
-            try:
-                repo.git.fetch(
-                    "--depth=1",
-                    "--no-tags",
-                    "--",
-                    "origin",
-                    revision,
-                    env=self._environment(),
-                    kill_after_timeout=self.timeout,
-                )
-            except git.GitCommandError as err:
-                raise SourceError(self._explain(err, revision)) from err
-        return read_revision(self.workdir, revision, self.path)[1]
+            self._remote(["fetch", "--depth=1", "--no-tags", "--", "origin", revision], revision)
+        return self._read(revision)
 
-    def _repo(self) -> git.Repo:
+    def _read(self, revision: str) -> dict[str, bytes]:
         try:
-            if (self.workdir / "HEAD").exists():
-                repo = git.Repo(self.workdir)
-                if repo.remotes.origin.url != self.url:
-                    repo.remotes.origin.set_url(self.url)
-                return repo
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            repo = git.Repo.init(self.workdir, bare=True)
-            repo.create_remote("origin", self.url)
-        except (git.InvalidGitRepositoryError, git.GitCommandError, OSError) as err:
-            raise SourceError(f"{shown(str(self.workdir))}: cannot use it as the git work directory") from err
-        return repo
+            return read_revision(self.workdir, revision, self.path)[1]
+        except DamagedRepositoryError as err:
+            raise _DamagedError(str(err)) from err
 
     @staticmethod
     def _previous(repo: git.Repo) -> str | None:
@@ -125,32 +142,220 @@ class GitSource:
     def _descends(repo: git.Repo, old: str, new: str) -> bool:
         try:
             repo.git.merge_base("--is-ancestor", old, new)
-        except git.GitCommandError:
-            return False
+        except git.GitCommandError as err:
+            if err.status == 1:  # not an ancestor; anything else is git failing to read the clone
+                return False
+            raise _DamagedError(f"git merge-base: {git_reason(err)}") from err
         return True
 
+    @staticmethod
+    def _local(command: Callable[..., object], *args: str) -> str:
+        """A git command that only reads or writes the clone: when it fails, the clone is damaged."""
+        try:
+            return str(command(*args))
+        except git.GitCommandError as err:
+            raise _DamagedError(f"git {' '.join(map(str, err.command[1:2]))}: {git_reason(err)}") from err
+
+    def _remote(self, args: list[str], ref: str) -> None:
+        """A git command that talks to the remote; its failure is the remote's unless the clone
+        turns out damaged."""
+        status, stderr = self._run(args, self._environment())
+        if status is None:
+            self._remove_locks()  # the killed git held them
+            raise SourceError(
+                f"fetching {quote(ref)} from {redact(self.url)} timed out after {self.timeout:g}s "
+                "(--git-timeout)"
+            )
+        if status == 0:
+            return
+        summary = _summary(stderr) or f"exit status {status}"
+        if "couldn't find remote ref" in stderr or "not our ref" in stderr:
+            gone = "removed by a force-push?" if _COMMIT.match(ref) else "deleted branch or tag?"
+            raise SourceError(f"{quote(ref)} does not exist in {redact(self.url)} ({gone}): {summary}")
+        damage = self._damage()
+        if damage:
+            raise _DamagedError(damage)
+        raise SourceError(f"fetching {quote(ref)} from {redact(self.url)} failed: {summary}")
+
+    def _run(self, args: list[str], env: dict[str, str]) -> tuple[int | None, str]:
+        """(exit status, stderr) of git with `args` on the clone; the status is None when the
+        timeout killed it. git runs in a process group of its own, killed as a whole."""
+        executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"  # the git gitpython runs
+        command = [executable, f"--git-dir={os.path.abspath(self.workdir)}", *args]
+        with subprocess.Popen(  # noqa: S603 - no shell; a ref or revision always follows `--`
+            command,
+            env={**os.environ, "LC_ALL": "C", "LANGUAGE": "C", **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        ) as process:
+            try:
+                _, stderr = process.communicate(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.communicate(timeout=_REAP_SECONDS)
+                return None, ""
+        return process.returncode, redact(stderr.decode(errors="replace"))
+
+    # -- a damaged clone ---------------------------------------------------------------------------
+
+    def _damage(self) -> str | None:
+        """Why the clone cannot be used, or None: a lock file a killed git left behind, or what
+        `git fsck --connectivity-only` finds (every ref must reach commits and trees that exist
+        and parse; milliseconds for a config repository). Asked only after a failed fetch."""
+        locks = [*self.workdir.glob("*.lock"), *self.workdir.glob("refs/**/*.lock")]
+        if locks:
+            return f"a lock file was left behind: {shown(locks[0].name)}"
+        status, stderr = self._run(["fsck", "--connectivity-only", "--no-dangling", "--no-progress"], {})
+        if status:
+            return f"git fsck: {reason_line(stderr) or f'exit status {status}'}"
+        return None
+
+    def _remove_locks(self) -> None:
+        for lock in [*self.workdir.glob("*.lock"), *self.workdir.glob("refs/**/*.lock")]:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+
+    def _mended(self, operation: Callable[[git.Repo], T]) -> T:
+        """`operation` on the clone; a clone found damaged is set aside and cloned again, once."""
+        try:
+            return self._attempt(operation)
+        except _DamagedError as damage:
+            self._set_aside(str(damage))
+        try:
+            return self._attempt(operation)
+        except _DamagedError as damage:
+            raise SourceError(
+                f"{shown(str(self.workdir))}: the git work directory is damaged, also after cloning it "
+                f"again: {damage}"
+            ) from damage
+
+    def _attempt(self, operation: Callable[[git.Repo], T]) -> T:
+        try:
+            with self._repo() as repo:
+                return operation(repo)
+        except (OSError, git.GitError) as err:  # what else git or the file system refuses (ENOSPC...)
+            raise SourceError(f"{shown(str(self.workdir))}: git could not be run: {git_reason(err)}") from err
+
+    def _repo(self) -> git.Repo:
+        if (self.workdir / "HEAD").exists():
+            try:
+                repo = git.Repo(self.workdir)
+            except git.InvalidGitRepositoryError as err:
+                raise _DamagedError("git no longer takes it for a repository") from err
+            except (git.GitError, OSError, ValueError, configparser.Error) as err:
+                raise _DamagedError(f"git cannot open it: {git_reason(err)}") from err
+            url = self._local(repo.git.remote, "get-url", "--", "origin")
+            if url != self.url:
+                self._local(repo.git.remote, "set-url", "--", "origin", self.url)
+            return repo
+        if self._ours():
+            raise _DamagedError("its HEAD is missing")
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            repo = git.Repo.init(self.workdir, bare=True)
+            repo.create_remote("origin", self.url)
+        except (git.InvalidGitRepositoryError, git.GitCommandError, OSError) as err:
+            raise SourceError(f"{shown(str(self.workdir))}: cannot use it as the git work directory") from err
+        return repo
+
+    def _ours(self) -> bool:
+        """Whether the work directory holds a clone this reconciler made (it writes askpass.sh
+        on every fetch), so that it may be emptied."""
+        return (self.workdir / "askpass.sh").is_file() or (self.workdir / "refs" / "mico").is_dir()
+
+    def _set_aside(self, reason: str) -> None:
+        """Move the damaged clone to `<workdir>.broken` (replacing the one set aside before), for a
+        post-mortem; where it cannot be moved (a mount point), empty it. The SSH known hosts stay:
+        cloning again must not trust a new host key."""
+        workdir = Path(os.path.abspath(self.workdir))
+        ours = self._ours()
+        known_hosts = _contents(workdir / "known_hosts")
+        if ours:  # the note marks what may be deleted the next time
+            with contextlib.suppress(OSError):
+                (workdir / DAMAGED_NOTE).write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {reason}\n")
+        try:
+            if not workdir.name:
+                raise OSError("the root directory cannot be moved")
+            aside = self._aside(workdir)
+            if aside.exists():
+                shutil.rmtree(aside)
+            workdir.rename(aside)
+            where = f"moved it to {shown(str(aside))}"
+        except OSError:
+            if not ours:
+                raise SourceError(
+                    f"{shown(str(workdir))}: the git work directory is damaged ({reason}); it cannot be "
+                    "moved aside and was not made by mico-reconciler: move it away or delete it"
+                ) from None
+            for entry in workdir.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        entry.unlink()
+            where = "emptied it (it cannot be moved)"
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+            if known_hosts is not None:
+                (workdir / "known_hosts").write_bytes(known_hosts)
+                (workdir / "known_hosts").chmod(stat.S_IRUSR | stat.S_IWUSR)
+        except OSError as err:
+            raise SourceError(f"{shown(str(workdir))}: cannot use it as the git work directory") from err
+        log.warning(
+            "the git work directory %s is damaged (%s): %s and cloning again",
+            shown(str(workdir)),
+            shown(reason),
+            where,
+        )
+
+    @staticmethod
+    def _aside(workdir: Path) -> Path:
+        """Where a damaged clone goes: `<workdir>.broken`, or one set aside before (which it
+        replaces); never a directory that is not such a clone (a name with a suffix then)."""
+        aside = workdir.with_name(f"{workdir.name}.broken")
+        if not aside.exists() or (aside / DAMAGED_NOTE).is_file():
+            return aside
+        older = [p for p in aside.parent.glob(f"{glob.escape(aside.name)}-*") if (p / DAMAGED_NOTE).is_file()]
+        return older[0] if older else aside.with_name(f"{aside.name}-{time.time_ns()}")
+
     def _environment(self) -> dict[str, str]:
-        askpass = self.workdir / "askpass.sh"
+        """Absolute paths: git may run them from another directory."""
+        askpass = Path(os.path.abspath(self.workdir)) / "askpass.sh"
         if not askpass.exists():
             askpass.write_text(_ASKPASS)
             askpass.chmod(stat.S_IRWXU)
         env = {"GIT_ASKPASS": str(askpass), "GIT_TERMINAL_PROMPT": "0"}
         if self.ssh_key_file:
-            known_hosts = self.workdir / "known_hosts"
+            known_hosts = askpass.with_name("known_hosts")
             env["GIT_SSH_COMMAND"] = (
-                f"ssh -i {shlex.quote(self.ssh_key_file)} -o IdentitiesOnly=yes -o BatchMode=yes "
-                f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={shlex.quote(str(known_hosts))}"
+                f"ssh -i {shlex.quote(os.path.abspath(self.ssh_key_file))} -o IdentitiesOnly=yes "
+                "-o BatchMode=yes -o StrictHostKeyChecking=accept-new "
+                f"-o UserKnownHostsFile={shlex.quote(str(known_hosts))}"
             )
         return {k: v for k, v in env.items() if v} | {
             k: v for k, v in os.environ.items() if k.startswith("MICO_GIT_") and k not in env
         }
 
-    def _explain(self, err: git.GitCommandError, ref: str | None = None) -> str:
-        stderr = redact(str(err.stderr or "")).strip().replace("\n", " ")
-        where = redact(self.url)
-        ref = self.ref if ref is None else ref
-        if "couldn't find remote ref" in stderr or "not our ref" in stderr:
-            return f"{quote(ref)} does not exist in {where} (deleted branch or tag?): {stderr}"
-        if err.status in (-9, -15) or "timed out" in stderr.lower():
-            return f"fetching {where} timed out after {self.timeout:.0f}s"
-        return f"fetching {quote(ref)} from {where} failed: {stderr or err.status}"
+
+class _DamagedError(Exception):
+    """The clone cannot be used: a git command that only reads or writes it failed."""
+
+
+def _summary(stderr: str) -> str:
+    """git's stderr on one line: its distinct lines (git repeats some per pack), the first few."""
+    distinct = list(dict.fromkeys(line.strip() for line in stderr.splitlines() if line.strip()))
+    text = " ".join(distinct[:_STDERR_LINES])
+    if len(distinct) > _STDERR_LINES:
+        text += f" (and {len(distinct) - _STDERR_LINES} more lines)"
+    return shown(text[:_STDERR_CHARS])
+
+
+def _contents(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
