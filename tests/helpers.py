@@ -91,3 +91,12 @@ def problems_of(files: dict[str, bytes]) -> list[str]:
     except SpecError as err:
         return [str(p) for p in err.problems]
     return []
+
+
+def alive(pid: int) -> bool:
+    """Running, not gone nor a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

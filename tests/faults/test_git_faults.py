@@ -19,6 +19,7 @@ import pytest
 from kubernetes import client
 
 from tests.faults.test_apiserver import metric
+from tests.helpers import alive
 from tests.integration.conftest import ConfigRepo, Daemon, deployments, versions
 from tests.integration.test_daemon import _many_services
 from tests.integration.test_platform import eventually
@@ -93,15 +94,6 @@ def processes_mentioning(*markers: str, besides: int) -> dict[int, str]:
         if any(m.encode() in argv or m.encode() in environ for m in markers):
             found[int(entry)] = argv.replace(b"\0", b" ").decode(errors="replace").strip()
     return found
-
-
-def alive(pid: int) -> bool:
-    """Running, not gone nor a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def runs_since(daemon: Daemon, run_id: int) -> list[dict[str, Any]]:

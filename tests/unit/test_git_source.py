@@ -17,7 +17,7 @@ import pytest
 from reconciler.source import git as source_git
 from reconciler.source.files import DamagedRepositoryError, SourceError, reason_line
 from reconciler.source.git import DAMAGED_NOTE, GitSource, _summary
-from tests.helpers import commit, git, new_repo
+from tests.helpers import alive, commit, git, new_repo
 
 
 @pytest.fixture
@@ -288,14 +288,6 @@ for arg in "$@"; do
 done
 exec REAL_GIT "$@"
 """
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_a_fetch_past_the_timeout_is_killed_with_everything_it_started(
