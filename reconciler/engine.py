@@ -403,7 +403,8 @@ class Engine:
         # recorded now, so a later failure of this run cannot lose what this pass rolled out
         unfinished = [a.manifest or actual.get(a.ref) for a, o, _ in executed if o == Outcome.FAILED]
         unfinished += [actual.get(a.ref) for a in plan.prune_refused]
-        unfinished += [o for o in desired if ObjectRef.of(o) in set(plan.foreign)]
+        foreign = set(plan.foreign)
+        unfinished += [o for o in desired if ObjectRef.of(o) in foreign]
         rolled_out = rollouts(
             spec,
             result.revision or "",
@@ -414,7 +415,7 @@ class Engine:
         if rolled_out:
             self.store.record_rollouts(result.run_id, rolled_out)
         pods = self._list(resources.POD, self.options.settings.namespace)
-        pending = failed | {a.ref for a in plan.drift if not self.options.self_heal} | set(plan.foreign)
+        pending = failed | {a.ref for a in plan.drift if not self.options.self_heal} | foreign
         result.statuses = assess(
             ((a.short_name, a.version, a.deploy) for a in spec.applications),
             desired,
