@@ -5,14 +5,17 @@ The daemon runs for --minutes against a --services config in the platform's git 
 commit every 10 s (one service's replicas change), drift every 30 s (a managed Deployment scaled
 behind its back) and a signed webhook every 5 s. It samples the daemon's RSS, threads, open files
 and state-database size every 5 s and reports their growth after warm-up, whether every commit
-and every drift was converged, and the run durations.
+and every drift was converged, the run durations, and the database's size once the history holds
+--history-retention runs (bounded: it stops growing there).
 
     python bench/soak.py --minutes 20 --services 100
+    python bench/soak.py --minutes 25 --services 100 --history-retention 150
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import hmac
 import json
@@ -22,6 +25,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -135,7 +139,32 @@ def sample(pid: int, state: Path) -> dict[str, float]:
     threads = int(re.search(r"Threads:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
     files = len(os.listdir(f"/proc/{pid}/fd"))
     size = sum(p.stat().st_size for p in state.parent.glob(state.name + "*")) / 1024
-    return {"time": time.monotonic(), "rss_mib": rss, "threads": threads, "open_files": files, "db_kib": size}
+    with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=5)) as db:
+        rows = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    return {
+        "time": time.monotonic(),
+        "rss_mib": rss,
+        "threads": threads,
+        "open_files": files,
+        "db_kib": size,
+        "history_rows": rows,
+    }
+
+
+def bounded(samples: list[dict[str, float]], retention: int) -> dict[str, Any]:
+    """The state database's size from when the history first held --history-retention rows (the
+    oldest deleted from then on) to the end: bounded when it stops growing there."""
+    full = [s for s in samples if s["history_rows"] >= retention]
+    if not full:
+        return {"retention_reached": False, "history_rows_at_end": samples[-1]["history_rows"]}
+    return {
+        "retention_reached": True,
+        "minutes_to_reach_it": round((full[0]["time"] - samples[0]["time"]) / 60, 1),
+        "db_kib_then": round(full[0]["db_kib"], 1),
+        "db_kib_max_after": round(max(s["db_kib"] for s in full), 1),
+        "db_kib_at_end": round(full[-1]["db_kib"], 1),
+        "history_rows_at_end": full[-1]["history_rows"],
+    }
 
 
 def growth(samples: list[dict[str, float]], key: str, warmup: float) -> tuple[float, float, float]:
@@ -255,6 +284,7 @@ def main() -> None:
             "at_end": round(tail, 1),
             "growth_percent": round(change, 1),
         }
+    report["state_database_since_retention"] = bounded(samples, args.history_retention)
     print(json.dumps(report, indent=2))
     kubectl(env, "delete", "namespace", namespace, "--wait=false")
     shutil.rmtree(bare, ignore_errors=True)

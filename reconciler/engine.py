@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from kubernetes import client
 
 from reconciler import metrics
 from reconciler.cluster import resources
-from reconciler.cluster.builder import Builder, BuildResult
+from reconciler.cluster.builder import Builder, BuildResult, BuildsInterrupted
 from reconciler.cluster.cache import ObjectCache
 from reconciler.cluster.client import RequestCounter
 from reconciler.kafka.admin import KafkaUnavailable, TopicAdmin
@@ -63,6 +64,8 @@ class RunOutcome(StrEnum):
     INVALID = "invalid"
     REFUSED = "refused"
     FAILED = "failed"
+    #: stopped by SIGTERM while it followed builds (a run cut short by kill -9 is marked so at the next start)
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,15 @@ class RunResult:
     live: dict[ObjectRef, Manifest] = field(default_factory=dict)
     #: Applications held at their previous revision by a build, as the last plan left them.
     held: dict[str, Held] = field(default_factory=dict)
+
+
+def _commonest_reason(executed: Iterable[tuple[Action, Outcome, str | None]]) -> str:
+    """The failure most of them share (an apiserver gone, a quota) says more than a count."""
+    reasons = Counter(reason for _, outcome, reason in executed if outcome == Outcome.FAILED and reason)
+    if not reasons:
+        return ""
+    reason, count = reasons.most_common(1)[0]
+    return f"; {count} of them: {reason}"
 
 
 _APPLY_OUTCOME = {Verb.CREATE: Outcome.CREATED, Verb.UPDATE: Outcome.CONFIGURED, Verb.DELETE: Outcome.DELETED}
@@ -165,11 +177,22 @@ class Engine:
             except FencedError as err:
                 log.error("%s", err)
                 result.error = str(err)
+            except BuildsInterrupted as err:
+                result.outcome = RunOutcome.INTERRUPTED
+                result.error = str(err)
+            except Exception as err:  # a bug must fail one run with a record, not the loop
+                log.exception("unexpected error in a run")
+                result.error = f"unexpected error (a bug; the log has its traceback): {_describe(err)}"
             finally:
                 result.duration = time.monotonic() - started
                 result.api_requests = self.counter.total - requests_before
                 self._record(result)
             return result
+
+    def interrupt(self) -> None:
+        """Cut the run in progress short where it waits long (following builds), so that a
+        stopping daemon exits well within a termination grace period."""
+        self.builder.interrupt()
 
     def _reconcile(self, result: RunResult) -> None:
         snapshot = self._fetch()
@@ -208,7 +231,7 @@ class Engine:
         plan = result.plan
         if failed:
             result.outcome = RunOutcome.FAILED
-            result.error = f"{len(failed)} objects could not be applied"
+            result.error = f"{len(failed)} objects could not be applied{_commonest_reason(result.executed)}"
         elif kafka_error:
             result.outcome = RunOutcome.FAILED
             result.error = kafka_error
@@ -253,6 +276,9 @@ class Engine:
                 delete_enabled=self.options.topic_deletion
                 and all(h.config is not None for h in result.held.values()),
             )
+            # owned from before they exist: a stop between creating and recording must not
+            # leave a topic this reconciler made unowned (never deleted, never called orphaned)
+            self.store.record_topics(0, {}, created=decided.create)
             for operation, outcomes, done in (
                 ("create", self._create_topics(decided.create), created),
                 ("delete", self.kafka.delete(decided.delete), deleted),
@@ -278,7 +304,8 @@ class Engine:
             states = dict.fromkeys(wanted, ("unknown", "the broker could not be reached"))
             error = f"Kafka: {err}; Kubernetes objects were converged, topics will be retried"
         result.topics = states
-        self.store.record_topics(result.run_id, states, created=created, deleted=deleted)
+        not_created = [name for name, (state, _) in states.items() if state == "create failed"]
+        self.store.record_topics(result.run_id, states, created=created, deleted=[*deleted, *not_created])
         self._topic_status(result, wanted, states)
         return error
 
@@ -660,6 +687,8 @@ def _problem_line(problem: dict[str, Any]) -> str:
 def _describe(err: BaseException) -> str:
     if isinstance(err, client.ApiException):
         return f"{err.status} {err.reason}: {(err.body or '')[:300]}"
+    if isinstance(err, urllib3.exceptions.MaxRetryError) and err.reason is not None:
+        err = err.reason  # why it failed, the same for every object, not the URL it failed for
     return f"{type(err).__name__}: {err}"
 
 

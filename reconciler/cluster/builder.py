@@ -10,6 +10,7 @@ Job's reason and the last lines of the pod's log (or its termination message) ar
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ LOG_LINES = 20
 Running = dict[str, tuple[BuildDecision, int, float, str]]
 
 
+class BuildsInterrupted(Exception):  # noqa: N818 - reads as what happened
+    """The daemon is stopping while it follows builds; their Jobs run on, to be adopted."""
+
+
 @dataclass(frozen=True)
 class BuildResult:
     decision: BuildDecision
@@ -54,6 +59,16 @@ class Builder:
         self.settings = settings
         self.tracking = tracking
         self.concurrency = concurrency
+        self._stopping = threading.Event()
+        self._watch: urllib3.BaseHTTPResponse | None = None
+
+    def interrupt(self) -> None:
+        """Stop following builds at once (SIGTERM): a build outlives a termination grace period,
+        and its Job, left running, is adopted by the next start."""
+        self._stopping.set()
+        watch = self._watch
+        if watch is not None:
+            watch.shutdown()
 
     def build(
         self,
@@ -74,6 +89,8 @@ class Builder:
         running: Running = {}
         results: list[BuildResult] = []
         while queue or running:
+            if self._stopping.is_set():
+                self._interrupted(running)
             while queue and len(running) < self.concurrency:
                 decision = queue.pop(0)
                 job = existing.get(decision.job)
@@ -105,8 +122,23 @@ class Builder:
                 if adopted and job is not None and _finished(job):
                     results.append(self._finish(job, *running.pop(decision.job)))
             if running:
-                version = self._follow(running, results, version)
+                try:
+                    version = self._follow(running, results, version)
+                except (urllib3.exceptions.HTTPError, OSError):
+                    if self._stopping.is_set():  # the watch shut down by `interrupt`
+                        self._interrupted(running)
+                    raise
         return results
+
+    def _interrupted(self, running: Running) -> None:
+        for decision, build_id, _, _ in running.values():
+            self.store.finish_build(
+                build_id, outcome="interrupted", reason="the daemon stopped; its next start adopts the Job"
+            )
+            log.info("build interrupted", extra={"job": decision.job, "reason": "the daemon stopped"})
+        raise BuildsInterrupted(
+            f"stopped while following {len(running)} builds; their Jobs run on and the next start adopts them"
+        )
 
     def _adoptable(self, job: Manifest, decision: BuildDecision) -> bool:
         annotations = job["metadata"].get("annotations", {})
@@ -155,6 +187,9 @@ class Builder:
             header_params={"Accept": "application/json"},
         )
         response = self.api.call_api(verb, url, header_params=headers, _request_timeout=(10, timeout + 30))
+        self._watch = response.response
+        if self._stopping.is_set():  # interrupted before the watch could be shut down
+            response.response.shutdown()
         if response.status == 410:
             response.read()
             return self._relist(running, results)
@@ -183,7 +218,10 @@ class Builder:
                         results.append(self._finish(job, *running.pop(name)))
                         return version
         finally:
+            self._watch = None
             response.response.release_conn()
+        if self._stopping.is_set():
+            self._interrupted(running)
         return version
 
     def _relist(self, running: Running, results: list[BuildResult]) -> str:

@@ -165,6 +165,7 @@ def serve(engine: Engine, options: DaemonOptions) -> None:
     stop.wait()
     if scheduler.running:
         scheduler.shutdown(wait=False)
+    engine.interrupt()  # a run following builds stops at once; their Jobs are adopted later
     loop.stop()  # the run in progress finishes (its history is written) before the hand-over
     if leadership is not None:
         leadership.release()

@@ -55,6 +55,7 @@ def test_a_leader_frozen_past_its_lease_writes_nothing_when_it_thaws(
     config_repo: ConfigRepo,
     kube: client.ApiClient,
     namespace: str,
+    recovery: Callable[[str, float], None],
 ) -> None:
     config_repo.push(config(1, hanging_build=False))
     options = ("--build-deadline-seconds", "40", "--interval", "3600")
@@ -66,6 +67,7 @@ def test_a_leader_frozen_past_its_lease_writes_nothing_when_it_thaws(
     eventually(lambda: replicas(kube, namespace) == {2}, 60, "the leader's first pass")
     eventually(lambda: "build-slow-v1-0-0" in jobs(kube, namespace), 30, "the leader to wait for its build")
     os.kill(leader.process.pid, signal.SIGSTOP)  # mid-run: its second pass still wants 2 replicas
+    frozen = time.monotonic()
     try:
         revision = config_repo.push(config(3, hanging_build=False), "scale to 3")
         # the lease lasts 15 s after the frozen leader's last renewal; then the follower leads
@@ -73,6 +75,9 @@ def test_a_leader_frozen_past_its_lease_writes_nothing_when_it_thaws(
             lambda: any(r["revision"] == revision and r["finished"] for r in follower.runs()),
             90,
             "the follower to lead and apply the new commit",
+        )
+        recovery(
+            "leader frozen: the follower applied the new commit after the freeze", time.monotonic() - frozen
         )
         assert replicas(kube, namespace) == {3}
     finally:

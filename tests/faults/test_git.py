@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from kubernetes import client
@@ -19,6 +20,7 @@ def test_git_down_keeps_the_applied_state_and_the_next_commit_lands_after_recove
     config_repo: ConfigRepo,
     kube: client.ApiClient,
     namespace: str,
+    recovery: Callable[[str, float], None],
 ) -> None:
     config_repo.push(_many_services(3))
     daemon = start_daemon("daemon.db", "--no-leader-election", "--interval", str(INTERVAL))
@@ -47,9 +49,14 @@ def test_git_down_keeps_the_applied_state_and_the_next_commit_lands_after_recove
     finally:
         platform_command("up")
     revision = config_repo.push(_many_services(4), "one more service")
+    pushed = time.monotonic()
     eventually(
         lambda: any(r["revision"] == revision and r["outcome"] == "succeeded" for r in daemon.runs()),
         INTERVAL + 30,
         "the next commit after recovery",
+    )
+    recovery(
+        f"git down: the commit pushed after the restart applied (--interval {INTERVAL})",
+        time.monotonic() - pushed,
     )
     assert len(deployments(kube, namespace)) == 4

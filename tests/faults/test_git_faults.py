@@ -152,6 +152,7 @@ def test_a_git_server_slower_than_the_timeout_fails_each_run_clearly_and_kills_g
     tmp_path: Path,
     slow_flag: Path,
     monkeypatch: pytest.MonkeyPatch,
+    recovery: Callable[[str, float], None],
 ) -> None:
     config_repo.push(_many_services(3))
     daemon = start_daemon(
@@ -203,8 +204,10 @@ def test_a_git_server_slower_than_the_timeout_fails_each_run_clearly_and_kills_g
     recovered = time.monotonic()
     revision = config_repo.push(_many_services(4), "one more service")
     run = eventually(lambda: landed(daemon, revision), INTERVAL + TIMEOUT + 30, "the next commit")
-    took = time.monotonic() - recovered
-    print(f"\nthe commit after recovery landed {took:.1f}s after the server was fast again")
+    recovery(
+        "git slower than --git-timeout: the next commit landed after the server was fast",
+        time.monotonic() - recovered,
+    )
     assert run["outcome"] == "succeeded"
     assert len(deployments(kube, namespace)) == 4
     assert open_files(daemon) - files_before <= 3, "no file descriptor leaked"
@@ -237,6 +240,7 @@ def test_a_force_push_removing_commits_is_followed_and_held_applications_keep_th
     kube: client.ApiClient,
     namespace: str,
     tmp_path: Path,
+    recovery: Callable[[str, float], None],
 ) -> None:
     """c1 <- c2 on the server, then a new history c3 <- c4 that shares no commit with it. s000's
     application rolled out at c1 and waits for a failing build since c2: it is held at c1, which
@@ -263,7 +267,7 @@ def test_a_force_push_removing_commits_is_followed_and_held_applications_keep_th
         60,
         "a run at the rewritten history",
     )
-    print(f"\nthe rewritten history was followed {time.monotonic() - pushed:.1f}s after the force-push")
+    recovery("force-push: the rewritten history followed after the push", time.monotonic() - pushed)
     assert run["error"].startswith("builds not ready: build-s000-svc-v1-0-0"), run["error"]
     (logged,) = [
         line
@@ -296,6 +300,7 @@ def test_a_deleted_branch_fails_runs_clearly_prunes_nothing_and_converges_when_i
     kube: client.ApiClient,
     namespace: str,
     tmp_path: Path,
+    recovery: Callable[[str, float], None],
 ) -> None:
     # the server's default branch cannot be deleted; the daemon follows another one
     config_repo.push(_many_services(3))
@@ -327,7 +332,7 @@ def test_a_deleted_branch_fails_runs_clearly_prunes_nothing_and_converges_when_i
     git(config_repo.work, "push", "-q", config_repo.url, "HEAD:release")
     back = time.monotonic()
     eventually(lambda: landed(daemon, revision), INTERVAL + 30, "the branch back")
-    print(f"\nconverged {time.monotonic() - back:.1f}s after the branch was pushed again")
+    recovery("deleted branch: converged after it was pushed again", time.monotonic() - back)
     assert len(deployments(kube, namespace)) == 4
 
 
@@ -360,6 +365,7 @@ def test_a_damaged_clone_is_set_aside_and_cloned_again(
     namespace: str,
     tmp_path: Path,
     damage: Callable[[Path], None],
+    recovery: Callable[[str, float], None],
 ) -> None:
     # 150 more files than the config: git keeps a fetch of 100 objects or more as a pack
     (config_repo.work / "docs").mkdir()
@@ -377,7 +383,9 @@ def test_a_damaged_clone_is_set_aside_and_cloned_again(
     damage(clone)
     damaged = time.monotonic()
     eventually(lambda: messages(tmp_path, "is damaged"), 3 * interval, "the daemon to notice")
-    print(f"\ncloned again {time.monotonic() - damaged:.1f}s after the damage (--interval {interval})")
+    recovery(
+        f"damaged clone: cloned again after the damage (--interval {interval})", time.monotonic() - damaged
+    )
     (line,) = messages(tmp_path, "is damaged")
     assert line["level"] == "warning"
     assert line["message"].startswith(f"the git work directory {clone} is damaged ("), line
@@ -387,7 +395,7 @@ def test_a_damaged_clone_is_set_aside_and_cloned_again(
     revision = config_repo.push(_many_services(4), "one more service")
     pushed = time.monotonic()
     eventually(lambda: landed(daemon, revision), 3 * interval + 30, "the next commit")
-    print(f"the next commit landed {time.monotonic() - pushed:.1f}s after its push; {line['message']}")
+    recovery("damaged clone: the next commit landed after its push", time.monotonic() - pushed)
     assert [r["outcome"] for r in runs_since(daemon, latest)] == ["succeeded"] * len(
         runs_since(daemon, latest)
     ), "cloned again within the run that found the damage"

@@ -176,6 +176,7 @@ def test_a_full_disk_leaves_the_loop_running_and_nothing_lost_once_space_returns
     kube: client.ApiClient,
     namespace: str,
     tmp_path: Path,
+    recovery: Callable[[str, float], None],
 ) -> None:
     config_repo.push(_many_services(3))
     with tmpfs(tmp_path / "state", "8m") as disk:
@@ -208,11 +209,12 @@ def test_a_full_disk_leaves_the_loop_running_and_nothing_lost_once_space_returns
             eventually(
                 lambda: any(r["revision"] == revision for r in daemon.runs()), 30, "a run recorded again"
             )
-            print(
-                f"\nfull disk: the commit (a build, topics) applied {landed:.1f}s after the push; "
-                f"{errors:.0f} failed writes, {unrecorded:.0f} runs unrecorded; recorded again "
-                f"{time.monotonic() - freed:.1f}s after space returned (--interval {INTERVAL})"
+            recovery("full disk: the commit (a build, topics) applied after the push", landed)
+            recovery(
+                f"full disk: recorded again after space returned (--interval {INTERVAL})",
+                time.monotonic() - freed,
             )
+            print(f"\nfull disk: {errors:.0f} failed writes, {unrecorded:.0f} runs unrecorded")
             assert health(daemon)["writable"] is True
             assert metric(daemon, "mico_reconciler_history_write_failing ") == [
                 "mico_reconciler_history_write_failing 0.0"
@@ -252,6 +254,7 @@ def test_a_filesystem_forced_read_only_leaves_the_loop_running_and_the_file_inta
     kube: client.ApiClient,
     namespace: str,
     tmp_path: Path,
+    recovery: Callable[[str, float], None],
 ) -> None:
     config_repo.push(_many_services(3))
     with (
@@ -292,11 +295,13 @@ def test_a_filesystem_forced_read_only_leaves_the_loop_running_and_the_file_inta
             eventually(
                 lambda: any(r["revision"] == revision for r in restarted.runs()), 60, "a run recorded again"
             )
-            print(
-                f"\nread-only: the commit applied {landed:.1f}s after the push; {errors:.0f} failed "
-                f"writes; SIGTERM took {stopped:.1f}s; recorded again {time.monotonic() - restarting:.1f}s "
-                "after the restart on the checked filesystem"
+            recovery("read-only filesystem: the commit applied after the push", landed)
+            recovery("read-only filesystem: SIGTERM to exit", stopped)
+            recovery(
+                "read-only filesystem: recorded again after the restart on the checked volume",
+                time.monotonic() - restarting,
             )
+            print(f"\nread-only: {errors:.0f} failed writes")
             runs = summary(restarted.runs())
             assert runs[len(runs) - len(recorded_before) :] == recorded_before, "the runs before are intact"
             after = first_of(restarted.runs(), revision)

@@ -98,6 +98,7 @@ def test_a_throttled_reconciler_honours_retry_after_and_converges(
     kube: client.ApiClient,
     namespace: str,
     tmp_path: Path,
+    recovery: Callable[[str, float], None],
 ) -> None:
     client.CoreV1Api(kube).create_namespaced_service_account(namespace, {"metadata": {"name": ACCOUNT}})
     grant(kube, namespace, ACCOUNT)
@@ -108,5 +109,6 @@ def test_a_throttled_reconciler_honours_retry_after_and_converges(
     engine = make_engine(kubeconfig=kubeconfig, concurrency=32)
     result = engine.run("test")
     assert result.outcome == RunOutcome.SUCCEEDED, result.error
+    recovery(f"throttled (429): the run converged {SERVICES} services", result.duration)
     assert throttled() > before, "the apiserver did throttle (429) the reconciler"
     assert len(deployments(kube, namespace)) == SERVICES

@@ -72,6 +72,26 @@ def test_a_commit_converges_and_a_second_run_writes_nothing(
     assert versions(kube, namespace) == before
 
 
+def test_an_unexpected_error_fails_one_run_on_record_and_the_next_converges(
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    kube: client.ApiClient,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in one stage must not end the loop nor leave a run without a reason."""
+    config_repo.push(example_data())
+    engine = make_engine()
+    monkeypatch.setattr(engine, "_spec", lambda snapshot: {}["no such key"])
+    broken = engine.run("test")
+    assert broken.outcome == RunOutcome.FAILED
+    assert broken.error == "unexpected error (a bug; the log has its traceback): KeyError: 'no such key'"
+    assert engine.store.runs(limit=1)[0]["error"] == broken.error
+    monkeypatch.undo()
+    assert engine.run("test").outcome == RunOutcome.SUCCEEDED
+    assert len(deployments(kube, namespace)) == 5
+
+
 def test_connector_deployment_info_reaches_the_cluster(
     make_engine: Callable[..., Engine], config_repo: ConfigRepo, kube: client.ApiClient, namespace: str
 ) -> None:

@@ -112,6 +112,37 @@ def test_a_topic_dropped_from_the_spec_is_kept_and_reported_as_orphaned(
     assert f"topic {dropped}: orphaned: no longer named by the config; kept" in history
 
 
+def test_topics_created_by_a_run_cut_short_before_recording_them_stay_owned(
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    platform: Platform,
+    kafka_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ownership is recorded before the broker creates a topic: a kill -9 right after would
+    otherwise leave it unowned, never reported orphaned nor deleted with --topic-deletion."""
+    data = messaging(kafka_prefix)
+    config_repo.push(data)
+    engine = make_engine()
+    create = engine.kafka.create
+
+    def create_then_stop(*args: Any, **kwargs: Any) -> dict[str, str | None]:
+        create(*args, **kwargs)
+        raise KeyboardInterrupt  # the process ends before the run records the topics
+
+    monkeypatch.setattr(engine.kafka, "create", create_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run("test")
+    dropped = f"{kafka_prefix}transform-result"
+    assert dropped in broker_topics(platform)
+    data["applications"][1]["services"][1]["topics"][0]["name"] = f"{kafka_prefix}validated"
+    data["applications"][1]["kafkaFaasConnectors"][0]["outputTopic"] = f"{kafka_prefix}validated"
+    config_repo.push(data)
+    restarted = make_engine(state="state.db", topic_deletion=True)
+    assert restarted.run("test").topics[dropped] == ("deleted", "")
+    assert dropped not in broker_topics(platform)
+
+
 def test_with_the_broker_down_kubernetes_converges_and_topics_follow_later(
     make_engine: Callable[..., Engine],
     config_repo: ConfigRepo,
