@@ -138,7 +138,9 @@ def sample(pid: int, state: Path) -> dict[str, float]:
     rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
     threads = int(re.search(r"Threads:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
     files = len(os.listdir(f"/proc/{pid}/fd"))
-    size = sum(p.stat().st_size for p in state.parent.glob(state.name + "*")) / 1024
+    wal = state.with_name(state.name + "-wal")
+    size = state.stat().st_size / 1024
+    wal_size = wal.stat().st_size / 1024 if wal.exists() else 0.0
     with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=5)) as db:
         rows = db.execute("SELECT count(*) FROM runs").fetchone()[0]
     return {
@@ -147,6 +149,7 @@ def sample(pid: int, state: Path) -> dict[str, float]:
         "threads": threads,
         "open_files": files,
         "db_kib": size,
+        "wal_kib": wal_size,
         "history_rows": rows,
     }
 
@@ -163,6 +166,7 @@ def bounded(samples: list[dict[str, float]], retention: int) -> dict[str, Any]:
         "db_kib_then": round(full[0]["db_kib"], 1),
         "db_kib_max_after": round(max(s["db_kib"] for s in full), 1),
         "db_kib_at_end": round(full[-1]["db_kib"], 1),
+        "wal_kib_max_after": round(max(s["wal_kib"] for s in full), 1),
         "history_rows_at_end": full[-1]["history_rows"],
     }
 
@@ -213,6 +217,8 @@ def main() -> None:
     rng = random.Random(7)
     samples: list[dict[str, float]] = []
     commits: list[tuple[str, int, int]] = []
+    landed: list[bool] = []
+    names: dict[str, str] = {}
     drifts: list[tuple[str, bool]] = []
     started = time.monotonic()
     end = started + args.minutes * 60
@@ -227,6 +233,10 @@ def main() -> None:
                 samples.append(sample(daemon.pid, state))
                 next_sample += 5
             if now >= next_commit:
+                if commits:  # the commit before, 10 s ago, must be in the cluster by now
+                    _, last, wanted = commits[-1]
+                    names = names or {n.split("-")[0]: n for n in deployment_names(env, namespace)}
+                    landed.append(deployment_replicas(env, namespace, names[f"soak{last:03d}"]) == wanted)
                 index = rng.randrange(args.services)
                 count = rng.choice([c for c in (1, 2, 3) if c != replicas.get(index, 1)])
                 replicas[index] = count
@@ -267,7 +277,7 @@ def main() -> None:
         "minutes": args.minutes,
         "services": args.services,
         "commits": len(commits),
-        "commits_with_a_succeeded_run": sum(c in applied for c, _, _ in commits),
+        "commits_in_the_cluster_before_the_next": f"{sum(landed)} of {len(landed)}",
         "last_commit_applied": commits[-1][0] in applied if commits else None,
         "final_state_matches_last_commit": final_by_service == expected,
         "drifts": len(drifts),
@@ -277,7 +287,7 @@ def main() -> None:
         "run_seconds_median": round(statistics.median(durations), 3) if durations else None,
         "run_seconds_max": round(max(durations), 3) if durations else None,
     }
-    for key in ("rss_mib", "threads", "open_files", "db_kib"):
+    for key in ("rss_mib", "threads", "open_files", "db_kib", "wal_kib"):
         head, tail, change = growth(samples, key, args.warmup_minutes * 60)
         report[key] = {
             "after_warmup": round(head, 1),

@@ -713,7 +713,13 @@ def _webhook_secret(args: argparse.Namespace) -> bytes | None:
 
 
 #: `sync` exit codes by run outcome.
-_SYNC_EXIT = {"succeeded": EXIT_OK, "invalid": EXIT_NO, "refused": EXIT_REFUSED, "failed": EXIT_FAILED}
+_SYNC_EXIT = {
+    "succeeded": EXIT_OK,
+    "invalid": EXIT_NO,
+    "refused": EXIT_REFUSED,
+    "failed": EXIT_FAILED,
+    "interrupted": EXIT_FAILED,
+}
 
 
 def _sync(args: argparse.Namespace) -> int:

@@ -41,6 +41,7 @@ from reconciler.plan import (
 from reconciler.plan.builds import BuildDecision, BuildState, decide
 from reconciler.plan.health import AppStatus, assess
 from reconciler.plan.rollout import Held, keep_live, rollouts, waiting
+from reconciler.redact import redact
 from reconciler.render import ServiceId, Settings, build_gates, builds_needed, compose, render
 from reconciler.render.labels import MANAGED_BY, MANAGED_BY_LABEL, applications_of
 from reconciler.render.topics import kafka_topics, resource_name
@@ -116,12 +117,13 @@ class RunResult:
     held: dict[str, Held] = field(default_factory=dict)
 
 
-def _commonest_reason(executed: Iterable[tuple[Action, Outcome, str | None]]) -> str:
-    """The failure most of them share (an apiserver gone, a quota) says more than a count."""
-    reasons = Counter(reason for _, outcome, reason in executed if outcome == Outcome.FAILED and reason)
-    if not reasons:
+def _shared_failure(executed: Iterable[tuple[Action, Outcome, str | None]]) -> str:
+    """The failure most failed objects share (an apiserver gone, a quota) says more than their
+    count: "; N of them: WHY", each object counted once (its last failure)."""
+    last = {a.ref: reason for a, outcome, reason in executed if outcome == Outcome.FAILED and reason}
+    if not last:
         return ""
-    reason, count = reasons.most_common(1)[0]
+    reason, count = Counter(last.values()).most_common(1)[0]
     return f"; {count} of them: {reason}"
 
 
@@ -182,7 +184,7 @@ class Engine:
                 result.error = str(err)
             except Exception as err:  # a bug must fail one run with a record, not the loop
                 log.exception("unexpected error in a run")
-                result.error = f"unexpected error (a bug; the log has its traceback): {_describe(err)}"
+                result.error = redact(f"unexpected error (a bug, its traceback is logged): {_describe(err)}")
             finally:
                 result.duration = time.monotonic() - started
                 result.api_requests = self.counter.total - requests_before
@@ -231,7 +233,7 @@ class Engine:
         plan = result.plan
         if failed:
             result.outcome = RunOutcome.FAILED
-            result.error = f"{len(failed)} objects could not be applied{_commonest_reason(result.executed)}"
+            result.error = f"{len(failed)} objects could not be applied{_shared_failure(result.executed)}"
         elif kafka_error:
             result.outcome = RunOutcome.FAILED
             result.error = kafka_error
@@ -263,6 +265,7 @@ class Engine:
         states: dict[str, tuple[str, str]] = {}
         created: list[str] = []
         deleted: list[str] = []
+        vanished: list[str] = []
         try:
             self._check_fence()
             existing = self.kafka.topics()
@@ -279,6 +282,9 @@ class Engine:
             # owned from before they exist: a stop between creating and recording must not
             # leave a topic this reconciler made unowned (never deleted, never called orphaned)
             self.store.record_topics(0, {}, created=decided.create)
+            # owned but not on the broker (claimed by a run cut short, or deleted by hand): not
+            # ours any more, lest a topic of that name someone makes later be taken for ours
+            vanished = sorted(managed - existing.keys() - set(decided.create))
             for operation, outcomes, done in (
                 ("create", self._create_topics(decided.create), created),
                 ("delete", self.kafka.delete(decided.delete), deleted),
@@ -305,7 +311,9 @@ class Engine:
             error = f"Kafka: {err}; Kubernetes objects were converged, topics will be retried"
         result.topics = states
         not_created = [name for name, (state, _) in states.items() if state == "create failed"]
-        self.store.record_topics(result.run_id, states, created=created, deleted=[*deleted, *not_created])
+        self.store.record_topics(
+            result.run_id, states, created=created, deleted=[*deleted, *not_created, *vanished]
+        )
         self._topic_status(result, wanted, states)
         return error
 

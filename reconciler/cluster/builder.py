@@ -9,12 +9,13 @@ Job's reason and the last lines of the pod's log (or its termination message) ar
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 import urllib3
@@ -60,15 +61,18 @@ class Builder:
         self.tracking = tracking
         self.concurrency = concurrency
         self._stopping = threading.Event()
+        #: The build watch being read, which `interrupt` ends from another thread.
         self._watch: urllib3.BaseHTTPResponse | None = None
+        self._watch_lock = threading.Lock()
 
     def interrupt(self) -> None:
-        """Stop following builds at once (SIGTERM): a build outlives a termination grace period,
-        and its Job, left running, is adopted by the next start."""
+        """Stop following builds at once, for good (SIGTERM): a build outlives a termination
+        grace period, and its Job, left running, is adopted by the next start."""
         self._stopping.set()
-        watch = self._watch
-        if watch is not None:
-            watch.shutdown()
+        with self._watch_lock:
+            if self._watch is not None:
+                with contextlib.suppress(OSError, RuntimeError):  # already ended or released
+                    self._watch.shutdown()
 
     def build(
         self,
@@ -130,14 +134,18 @@ class Builder:
                     raise
         return results
 
-    def _interrupted(self, running: Running) -> None:
+    def _interrupted(self, running: Running) -> NoReturn:
         for decision, build_id, _, _ in running.values():
             self.store.finish_build(
-                build_id, outcome="interrupted", reason="the daemon stopped; its next start adopts the Job"
+                build_id,
+                outcome="interrupted",
+                reason="the daemon stopped; its next start adopts the Job if it still builds the same source",
             )
             log.info("build interrupted", extra={"job": decision.job, "reason": "the daemon stopped"})
+        if not running:
+            raise BuildsInterrupted("stopped before its builds started")
         raise BuildsInterrupted(
-            f"stopped while following {len(running)} builds; their Jobs run on and the next start adopts them"
+            f"stopped while following {len(running)} builds; their Jobs run on for the next start to adopt"
         )
 
     def _adoptable(self, job: Manifest, decision: BuildDecision) -> bool:
@@ -187,17 +195,18 @@ class Builder:
             header_params={"Accept": "application/json"},
         )
         response = self.api.call_api(verb, url, header_params=headers, _request_timeout=(10, timeout + 30))
-        self._watch = response.response
-        if self._stopping.is_set():  # interrupted before the watch could be shut down
-            response.response.shutdown()
-        if response.status == 410:
-            response.read()
-            return self._relist(running, results)
-        if response.status != 200:
-            response.read()
-            raise client.ApiException(http_resp=response)
+        with self._watch_lock:
+            self._watch = response.response
         buffer = b""
         try:
+            if self._stopping.is_set():  # interrupted before there was a watch to end
+                self._interrupted(running)
+            if response.status == 410:
+                response.read()
+                return self._relist(running, results)
+            if response.status != 200:
+                response.read()
+                raise client.ApiException(http_resp=response)
             for chunk in response.response.stream(64 * 1024):
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
@@ -218,8 +227,9 @@ class Builder:
                         results.append(self._finish(job, *running.pop(name)))
                         return version
         finally:
-            self._watch = None
-            response.response.release_conn()
+            with self._watch_lock:
+                self._watch = None
+                response.response.release_conn()
         if self._stopping.is_set():
             self._interrupted(running)
         return version

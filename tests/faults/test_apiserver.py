@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from kubernetes import client
 
-from tests.integration.conftest import PLATFORM, ConfigRepo, Daemon, deployments
+from tests.integration.conftest import PLATFORM, ConfigRepo, Daemon, deployments, identities
 from tests.integration.test_daemon import SECRET, _many_services
 from tests.integration.test_platform import eventually
 
@@ -77,7 +77,7 @@ def test_an_apiserver_stopped_mid_run_fails_runs_clearly_and_the_next_run_conver
     finally:
         platform_command("up")
     back = time.monotonic()
-    before = uids(kube, namespace)
+    before = identities(kube, namespace)
     assert 5 < len(before) < SERVICES, "the first run was cut short"
     # a delete while the daemon's watches are still reconnecting must not be missed
     victim = sorted(before)[0]
@@ -98,7 +98,7 @@ def test_an_apiserver_stopped_mid_run_fails_runs_clearly_and_the_next_run_conver
     recovery(
         "apiserver: converged after it was back (webhook once the watches resumed)", time.monotonic() - back
     )
-    after = uids(kube, namespace)
+    after = identities(kube, namespace)
     created = {a["name"] for a in latest["actions"] if a["kind"] == "Deployment"}
     assert created == (set(after) - set(before)) | {victim}, "the rest, and the deleted one"
     assert len(after) == SERVICES, "no object lost"
@@ -106,10 +106,3 @@ def test_an_apiserver_stopped_mid_run_fails_runs_clearly_and_the_next_run_conver
         "the objects applied before the stop were kept, not made again"
     )
     assert len(client.CoreV1Api(kube).list_namespaced_service(namespace).items) == SERVICES
-
-
-def uids(kube: client.ApiClient, namespace: str) -> dict[str, str]:
-    return {
-        d.metadata.name: d.metadata.uid
-        for d in client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
-    }

@@ -3,6 +3,7 @@ state: no Job, topic or object made twice, and the interrupted run recorded."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -13,7 +14,7 @@ from typing import Any
 from kubernetes import client
 
 from tests.helpers import example_data
-from tests.integration.conftest import ConfigRepo, Daemon, Platform, deployments
+from tests.integration.conftest import ConfigRepo, Daemon, Platform, deployments, identities
 from tests.integration.test_builds import JOB, jobs
 from tests.integration.test_platform import eventually
 from tests.integration.test_topics import broker_topics, messaging
@@ -63,11 +64,14 @@ def test_kill_9_with_a_build_in_flight_adopts_it_and_duplicates_nothing(
     assert len(names) == len(set(names)) == 5
 
 
-def uids(kube: client.ApiClient, namespace: str) -> dict[str, tuple[str, int]]:
-    return {
-        d.metadata.name: (d.metadata.uid, d.metadata.generation)
-        for d in client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
-    }
+def following(daemon: Daemon) -> bool:
+    """Whether the daemon logged the start of its build (it follows the Job from then on)."""
+    log = daemon.state_db.with_name(daemon.state_db.name + ".log")
+    return any(
+        json.loads(line).get("message") == "build started"
+        for line in log.read_text().splitlines()
+        if line.startswith("{")
+    )
 
 
 def a_build_in_flight_with_topics_to_come(
@@ -85,8 +89,8 @@ def a_build_in_flight_with_topics_to_come(
     daemon = start_daemon("kill.db", *OPTIONS, wait_for_run=False)
     eventually(lambda: JOB in jobs(kube, namespace), 60, "the build Job")
     assert deployments(kube, namespace), "the messaging application is applied before the builds start"
-    time.sleep(1)  # following the build now
-    return daemon, jobs(kube, namespace)[JOB], uids(kube, namespace)
+    eventually(lambda: following(daemon), 30, "the daemon to follow the build")
+    return daemon, jobs(kube, namespace)[JOB], identities(kube, namespace)
 
 
 def the_restart_adopts_the_job_and_duplicates_nothing(
@@ -112,7 +116,7 @@ def the_restart_adopts_the_job_and_duplicates_nothing(
     created = {t["name"]: t["state"] for t in run["topics"]}
     assert set(created.values()) == {"created"}, created
     assert all(name in broker_topics(platform) for name in created)
-    assert uids(kube, namespace) == before, "the applied objects were neither made again nor changed"
+    assert identities(kube, namespace) == before, "the applied objects were neither made again nor changed"
     return run
 
 
@@ -160,7 +164,7 @@ def test_sigterm_while_following_a_build_exits_at_once_and_the_restart_adopts_th
         assert db.execute("SELECT outcome, error FROM runs").fetchall() == [
             (
                 "interrupted",
-                "stopped while following 1 builds; their Jobs run on and the next start adopts them",
+                "stopped while following 1 builds; their Jobs run on for the next start to adopt",
             )
         ]
         assert db.execute("SELECT outcome FROM builds").fetchall() == [("interrupted",)]

@@ -224,6 +224,11 @@ def deployments(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
     return {d.metadata.name: d for d in client.AppsV1Api(kube).list_namespaced_deployment(namespace).items}
 
 
+def identities(kube: client.ApiClient, namespace: str) -> dict[str, tuple[str, int]]:
+    """Each Deployment's uid and generation: both unchanged means neither made again nor changed."""
+    return {name: (d.metadata.uid, d.metadata.generation) for name, d in deployments(kube, namespace).items()}
+
+
 #: Written by the Deployment controller some time after a create, never by the reconciler.
 CONTROLLER_ANNOTATIONS = {"deployment.kubernetes.io/revision"}
 

@@ -85,7 +85,7 @@ def test_an_unexpected_error_fails_one_run_on_record_and_the_next_converges(
     monkeypatch.setattr(engine, "_spec", lambda snapshot: {}["no such key"])
     broken = engine.run("test")
     assert broken.outcome == RunOutcome.FAILED
-    assert broken.error == "unexpected error (a bug; the log has its traceback): KeyError: 'no such key'"
+    assert broken.error == "unexpected error (a bug, its traceback is logged): KeyError: 'no such key'"
     assert engine.store.runs(limit=1)[0]["error"] == broken.error
     monkeypatch.undo()
     assert engine.run("test").outcome == RunOutcome.SUCCEEDED

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
 from kubernetes import client
 from prometheus_client import REGISTRY
 
@@ -141,6 +142,43 @@ def test_topics_created_by_a_run_cut_short_before_recording_them_stay_owned(
     restarted = make_engine(state="state.db", topic_deletion=True)
     assert restarted.run("test").topics[dropped] == ("deleted", "")
     assert dropped not in broker_topics(platform)
+
+
+def test_an_owned_topic_deleted_by_hand_is_not_taken_for_ours_once_made_again(
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    platform: Platform,
+    kafka_prefix: str,
+) -> None:
+    """Ownership ends with the topic: a topic of the same name someone makes later is theirs,
+    never deleted with --topic-deletion."""
+    data = messaging(kafka_prefix)
+    config_repo.push(data)
+    engine = make_engine(topic_deletion=True)
+    engine.run("test")
+    name = f"{kafka_prefix}transform-result"
+    admin = AdminClient({"bootstrap.servers": platform.kafka_bootstrap})
+    for future in admin.delete_topics([name], operation_timeout=10).values():
+        future.result()
+    eventually(lambda: name not in broker_topics(platform), 30, "the topic deleted by hand")
+    data["applications"][1]["services"][1]["topics"][0]["name"] = f"{kafka_prefix}validated"
+    data["applications"][1]["kafkaFaasConnectors"][0]["outputTopic"] = f"{kafka_prefix}validated"
+    config_repo.push(data)
+    assert engine.run("test").outcome == RunOutcome.SUCCEEDED
+
+    def made_again() -> bool:
+        (future,) = admin.create_topics([NewTopic(name, 1, 1)], operation_timeout=10).values()
+        try:
+            future.result()
+        except KafkaException:
+            return False  # still being deleted
+        return True
+
+    eventually(made_again, 30, "the topic made again by someone else")
+    result = engine.run("test")
+    assert result.outcome == RunOutcome.SUCCEEDED, result.error
+    assert name not in result.topics
+    assert name in broker_topics(platform), "a topic this reconciler did not make was deleted"
 
 
 def test_with_the_broker_down_kubernetes_converges_and_topics_follow_later(
