@@ -71,7 +71,7 @@ class Builder:
         self._stopping.set()
         with self._watch_lock:
             if self._watch is not None:
-                with contextlib.suppress(OSError, RuntimeError):  # already ended or released
+                with contextlib.suppress(OSError, RuntimeError, ValueError):  # ended or released
                     self._watch.shutdown()
 
     def build(

@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import Any
 
+import urllib3
+from kubernetes import client
+
+from reconciler.cluster.builder import Builder
 from reconciler.plan.builds import BuildState, decide
 from reconciler.render import Settings, builds_needed
 from reconciler.render.builds import source_fingerprint
+from reconciler.store import Store
 from tests.helpers import example_data, load_data
 
 DIGEST = "sha256:" + "ab" * 32
@@ -80,3 +87,13 @@ def test_a_reported_value_that_is_not_a_digest_is_never_used() -> None:
         needed(), {KEY: [record("succeeded", digest="latest; rm -rf /")]}, settings=SETTINGS, now=0
     )
     assert decision.state == BuildState.START
+
+
+def test_interrupting_while_the_build_watch_has_just_been_released_is_quiet(tmp_path: Path) -> None:
+    """SIGTERM may arrive just as a watch ends: ending it again must not break the hand-over."""
+    builder = Builder(client.ApiClient(), Store(tmp_path / "state.db"), SETTINGS, "tracking")
+    watch = urllib3.HTTPResponse(body=io.BytesIO(b""), preload_content=False)
+    watch.release_conn()
+    builder._watch = watch
+    builder.interrupt()  # urllib3 refuses to shut a released response down (ValueError)
+    assert builder._stopping.is_set()
