@@ -143,6 +143,9 @@ def sample(pid: int, state: Path) -> dict[str, float]:
     wal_size = wal.stat().st_size / 1024 if wal.exists() else 0.0
     with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=5)) as db:
         rows = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+        # what the kept rows weigh (the applications' status detail is nearly all of it): the file
+        # may grow with it as the config does (more pods), never with the rows deleted
+        live = db.execute("SELECT total(length(detail)) FROM app_status").fetchone()[0] / 1024
     return {
         "time": time.monotonic(),
         "rss_mib": rss,
@@ -151,6 +154,7 @@ def sample(pid: int, state: Path) -> dict[str, float]:
         "db_kib": size,
         "wal_kib": wal_size,
         "history_rows": rows,
+        "status_kib": live,
     }
 
 
@@ -166,6 +170,10 @@ def bounded(samples: list[dict[str, float]], retention: int) -> dict[str, Any]:
         "db_kib_then": round(full[0]["db_kib"], 1),
         "db_kib_max_after": round(max(s["db_kib"] for s in full), 1),
         "db_kib_at_end": round(full[-1]["db_kib"], 1),
+        "status_kib_then": round(full[0]["status_kib"], 1),
+        "status_kib_at_end": round(full[-1]["status_kib"], 1),
+        "db_per_status_kib_then": round(full[0]["db_kib"] / full[0]["status_kib"], 2),
+        "db_per_status_kib_max_after": round(max(s["db_kib"] / s["status_kib"] for s in full), 2),
         "wal_kib_max_after": round(max(s["wal_kib"] for s in full), 1),
         "history_rows_at_end": full[-1]["history_rows"],
     }
