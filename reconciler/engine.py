@@ -281,7 +281,8 @@ class Engine:
             )
             # owned from before they exist: a stop between creating and recording must not
             # leave a topic this reconciler made unowned (never deleted, never called orphaned)
-            self.store.record_topics(0, {}, created=decided.create)
+            if decided.create:
+                self.store.record_topics(0, {}, created=decided.create)
             # owned but not on the broker (claimed by a run cut short, or deleted by hand): not
             # ours any more, lest a topic of that name someone makes later be taken for ours
             vanished = sorted(managed - existing.keys() - set(decided.create))

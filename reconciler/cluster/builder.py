@@ -230,8 +230,6 @@ class Builder:
             with self._watch_lock:
                 self._watch = None
                 response.response.release_conn()
-        if self._stopping.is_set():
-            self._interrupted(running)
         return version
 
     def _relist(self, running: Running, results: list[BuildResult]) -> str:
