@@ -3,7 +3,6 @@ state: no Job, topic or object made twice, and the interrupted run recorded."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -13,6 +12,7 @@ from typing import Any
 
 from kubernetes import client
 
+from tests.faults.test_git_faults import log_lines
 from tests.helpers import example_data
 from tests.integration.conftest import ConfigRepo, Daemon, Platform, deployments, identities
 from tests.integration.test_builds import JOB, jobs
@@ -66,12 +66,8 @@ def test_kill_9_with_a_build_in_flight_adopts_it_and_duplicates_nothing(
 
 def following(daemon: Daemon) -> bool:
     """Whether the daemon logged the start of its build (it follows the Job from then on)."""
-    log = daemon.state_db.with_name(daemon.state_db.name + ".log")
-    return any(
-        json.loads(line).get("message") == "build started"
-        for line in log.read_text().splitlines()
-        if line.startswith("{")
-    )
+    lines = log_lines(daemon.state_db.parent, daemon.state_db.name)
+    return any(line.get("message") == "build started" for line in lines)
 
 
 def a_build_in_flight_with_topics_to_come(
