@@ -32,8 +32,9 @@ platform-clean: platform-down ## also forget the platform's state (.platform/); 
 image: ## the OCI image build/mico-reconciler.oci.tar (hack/image/; caches in ~/.cache/mico-image)
 	bash hack/image/build.sh
 
-bench-reconcile: install platform ## the reconciler vs kubectl apply on generated 100/1,000-service configs
-	$(BIN)/python bench/reconcile_bench.py --services 100 1000
+bench-reconcile: install platform ## the reconciler against its floors at 100/1,000/5,000 services; rewrites the README's tables
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/reconcile_bench.py --services 100 1000 5000 --plot bench/results/growth.png --readme
 
 bench-platform: ## cold build (empty Go and platform caches) and warm start of the platform
 	bash bench/platform_bench.sh

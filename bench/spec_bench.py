@@ -105,19 +105,15 @@ def timed(command: list[str]) -> tuple[float, int, str]:
     return elapsed, result.returncode, result.stdout
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--services", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+def measure(services: int, runs: int) -> dict[str, Any]:
+    """Median seconds of each command over `runs` fresh processes, its ratio to the libyaml parse
+    of the same file, and the peak RSS of the slowest child."""
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "mico.yaml"
-        config.write_text(yaml.safe_dump(generate(args.services), sort_keys=False))
+        config.write_text(yaml.safe_dump(generate(services), sort_keys=False))
         cli = [sys.executable, "-m", "reconciler"]
         commands = {
-            "baseline: yaml.load (libyaml)": [
+            BASELINE: [
                 sys.executable,
                 "-c",
                 f"import yaml; yaml.load(open({str(config)!r}), Loader=yaml.CSafeLoader)",
@@ -129,22 +125,44 @@ def main() -> None:
         outputs: dict[str, str] = {}
         for name, command in commands.items():
             times = []
-            for _ in range(args.runs):
+            for _ in range(runs):
                 elapsed, _, out = timed(command)
                 times.append(elapsed)
             medians[name] = statistics.median(times)
             outputs[name] = out
-        peak_rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        objects = outputs["mico-reconciler render"].count("\n---\n") + 1
         lines = config.read_text().count("\n")
+    return {
+        "services": services,
+        "lines": lines,
+        "objects": outputs["mico-reconciler render"].count("\n---\n") + 1,
+        "runs": runs,
+        "seconds": medians,
+        "ratios": {name: seconds / medians[BASELINE] for name, seconds in medians.items()},
+        "peak RSS MiB": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
+
+
+BASELINE = "baseline: yaml.load (libyaml)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    found = measure(args.services, args.runs)
     apps = args.services // 5
-    print(f"config: {args.services} services, {apps} applications, {lines} YAML lines -> {objects} objects")
+    print(
+        f"config: {args.services} services, {apps} applications, {found['lines']} YAML lines "
+        f"-> {found['objects']} objects"
+    )
     print(f"median of {args.runs} runs, each a fresh process; Kubernetes API requests: 0 (pure core)")
     print(f"{'command':<28} {'seconds':>8} {'x baseline':>11}")
-    baseline = medians["baseline: yaml.load (libyaml)"]
-    for name, seconds in medians.items():
-        print(f"{name:<28} {seconds:>8.2f} {seconds / baseline:>11.2f}")
-    print(f"peak RSS of the slowest child: {peak_rss_mib:.0f} MiB")
+    for name, seconds in found["seconds"].items():
+        print(f"{name:<28} {seconds:>8.2f} {found['ratios'][name]:>11.2f}")
+    print(f"peak RSS of the slowest child: {found['peak RSS MiB']:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -7,13 +7,15 @@ or repository fails the run and the next trigger retries. Only one run happens a
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -42,18 +44,26 @@ from reconciler.plan.builds import BuildDecision, BuildState, decide
 from reconciler.plan.health import AppStatus, assess
 from reconciler.plan.rollout import Held, keep_live, rollouts, waiting
 from reconciler.redact import redact
-from reconciler.render import ServiceId, Settings, build_gates, builds_needed, compose, render
+from reconciler.render import Renderer, ServiceId, Settings, build_gates, builds_needed, compose, render
 from reconciler.render.labels import MANAGED_BY, MANAGED_BY_LABEL, applications_of
 from reconciler.render.topics import kafka_topics, resource_name
 from reconciler.source.files import SourceError
 from reconciler.source.git import GitSource, Snapshot
 from reconciler.source.previous import PreviousConfigs
-from reconciler.spec import Spec, SpecError, load
+from reconciler.spec import Spec, SpecError
+from reconciler.spec.loader import Loader
 from reconciler.spec.model import Service
 from reconciler.store import ActionRecord, AppStatusRecord, Store, StoreError
 
 log = logging.getLogger("mico_reconciler.engine")
 SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+#: A run that repeats a settled one (same commit, no watch event) skips the broker's topics and
+#: the comparison of every object; at least this often a run does both anyway (a topic deleted
+#: at the broker has no watch to tell).
+FULL_PASS_SECONDS = 600.0
+#: The triggers a run may repeat a settled one for; any other (a webhook, startup, a `sync`)
+#: makes the full pass, so a user can always ask for one.
+REPEATABLE = ("schedule", "progress")
 
 
 class FencedError(Exception):
@@ -115,6 +125,31 @@ class RunResult:
     live: dict[ObjectRef, Manifest] = field(default_factory=dict)
     #: Applications held at their previous revision by a build, as the last plan left them.
     held: dict[str, Held] = field(default_factory=dict)
+    #: Seconds spent in each stage (fetch, load, render, observe, plan, apply, ...).
+    stages: dict[str, float] = field(default_factory=dict)
+    #: Work done, not taken from memory: files parsed, objects rendered, objects compared.
+    work: dict[str, int] = field(default_factory=dict)
+    #: Nothing could have changed since the run it repeats (same commit, no watch event): its
+    #: findings are that run's, and nothing was loaded, rendered or compared.
+    repeated: bool = False
+    #: Seconds from the run's start until its last write of objects returned (None: it made
+    #: no plan): when a commit is applied, as seen from the cluster.
+    applied_after: float | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """What a run that left nothing to do found, and what it depended on."""
+
+    revision: str
+    #: The object cache's change count when the run ended.
+    changes: int
+    #: When the run last listed the broker's topics and compared every object (monotonic).
+    checked_at: float
+    result: RunResult
+    #: The row of history that records it (and counts its repeats).
+    recorded_on: int
 
 
 def _shared_failure(executed: Iterable[tuple[Action, Outcome, str | None]]) -> str:
@@ -149,6 +184,11 @@ class Engine:
         self.objects = objects
         self._lock = threading.Lock()
         self._spec_cache: tuple[str, Spec] | None = None
+        self.loader = Loader()
+        self.renderer = Renderer(options.settings)
+        self._stamped: dict[int, tuple[Manifest, Manifest]] = {}
+        self._settled: _Settled | None = None
+        self._collected_at = time.monotonic()
         self._needed: tuple[Spec, dict[ServiceId, Service], dict[ServiceId, tuple[str, ...]]] | None = None
         self._rendered: tuple[tuple[Any, ...], list[Manifest]] | None = None
         self.previous = PreviousConfigs(source, store, options.settings)
@@ -165,8 +205,12 @@ class Engine:
 
     def run(self, trigger: str) -> RunResult:
         with self._lock:
-            started, requests_before = time.monotonic(), self.counter.total
+            requests_before = self.counter.total
+            work_before = self._work()
+            # watch events from here on are not taken as seen by this run (see `_settle`)
+            changes = self.objects.changes if self.objects is not None else 0
             result = RunResult(self.store.start_run(trigger), trigger)
+            started = result.started
             try:
                 self._reconcile(result)
             except SourceError as err:
@@ -186,10 +230,75 @@ class Engine:
                 log.exception("unexpected error in a run")
                 result.error = redact(f"unexpected error (a bug, its traceback is logged): {_describe(err)}")
             finally:
-                result.duration = time.monotonic() - started
                 result.api_requests = self.counter.total - requests_before
-                self._record(result)
+                result.work = {key: count - work_before[key] for key, count in self._work().items()}
+                compared = result.plan.compared if result.plan and not result.repeated else 0
+                result.work["objects_compared"] = compared
+                with _timed(result, "record"):
+                    recorded_on = self._record(result)
+                with _timed(result, "gc"):
+                    self._freeze_survivors()
+                result.duration = time.monotonic() - started
+                self._export(result, recorded=recorded_on is not None)
+                self._settle(result, changes, recorded_on)
             return result
+
+    def _freeze_survivors(self) -> None:
+        """Move what outlived the run (the watch cache, the loader's and renderer's memory) out of
+        the garbage collector's sight: a full collection of it costs a change hundreds of
+        milliseconds. Freed objects are still freed at once (by reference count); only cyclic
+        garbage among them waits for the full collection made at most every FULL_PASS_SECONDS."""
+        now = time.monotonic()
+        if now - self._collected_at > FULL_PASS_SECONDS:
+            gc.unfreeze()
+            gc.collect()
+            self._collected_at = now
+        else:
+            gc.collect(1)  # this run's own young garbage first: frozen, cycles would stay
+        gc.freeze()
+
+    def _work(self) -> dict[str, int]:
+        return {"files_parsed": self.loader.files_parsed, "objects_rendered": self.renderer.objects_rendered}
+
+    def _repeats(self, result: RunResult) -> bool:
+        """Whether nothing can have changed since the last run that left nothing to do: the same
+        commit, no watch event since (the cache counts them), a scheduled or re-check trigger and
+        a full pass not yet due. Then that run's findings stand, and nothing is loaded, rendered
+        or compared."""
+        settled = self._settled
+        if (
+            settled is None
+            or result.trigger not in REPEATABLE
+            or self.objects is None
+            or settled.revision != result.revision
+            or settled.changes != self.objects.changes
+            or time.monotonic() - settled.checked_at > FULL_PASS_SECONDS
+        ):
+            return False
+        before = settled.result
+        result.outcome, result.plan, result.statuses = before.outcome, before.plan, before.statuses
+        result.topics, result.live, result.repeated = before.topics, before.live, True
+        return True
+
+    def _settle(self, result: RunResult, changes: int, recorded_on: int | None) -> None:
+        """Remember a run that left nothing to do, for the runs that repeat it (`_repeats`), with
+        the cache's change count from before it observed anything: an event during the run may
+        have come after its LIST of that kind, so the next run looks again."""
+        if result.repeated and self._settled is not None:
+            if recorded_on is not None:
+                self._settled = replace(self._settled, recorded_on=recorded_on)
+            return
+        done = (
+            result.outcome == RunOutcome.SUCCEEDED
+            and not result.executed
+            and not result.builds
+            and not result.held
+            and result.retry_at is None
+        )
+        if done and self.objects is not None and result.revision and recorded_on is not None:
+            self._settled = _Settled(result.revision, changes, result.started, result, recorded_on)
+        else:
+            self._settled = None
 
     def interrupt(self) -> None:
         """Cut the run in progress short where it waits long (following builds), so that a
@@ -197,33 +306,40 @@ class Engine:
         self.builder.interrupt()
 
     def _reconcile(self, result: RunResult) -> None:
-        snapshot = self._fetch()
+        with _timed(result, "fetch"):
+            snapshot = self._fetch()
         result.revision = snapshot.revision
+        if self._repeats(result):
+            return
         if snapshot.rewritten:
             log.warning(
                 "the config history was rewritten (force-push); following the new commit",
                 extra={"revision": snapshot.revision},
             )
         try:
-            spec = self._spec(snapshot)
+            with _timed(result, "load"):
+                spec = self._spec(snapshot)
         except SpecError as err:
             result.outcome = RunOutcome.INVALID
             result.problems = [p.as_dict() for p in err.problems]
             result.problem_count = err.total
             result.error = f"{err.total} validation problems; nothing applied"
             return
-        needed, gates = self._builds_needed(spec)
-        decisions = self._decide(needed)
+        with _timed(result, "decide"):
+            needed, gates = self._builds_needed(spec)
+            decisions = self._decide(needed)
         # first pass: every application whose images exist; then builds; then the applications
         # they released (each rolls out whole, once all of its builds succeeded)
         self._converge(result, spec, decisions)
         to_start = [d for d in decisions.values() if d.state == BuildState.START]
         if to_start:
             self._check_fence()
-            result.builds = self.builder.build(result.run_id, to_start, needed, gates)
+            with _timed(result, "builds"):
+                result.builds = self.builder.build(result.run_id, to_start, needed, gates)
             decisions = self._decide(needed)
             self._converge(result, spec, decisions)
-        kafka_error = self._topics(result, spec)
+        with _timed(result, "topics"):
+            kafka_error = self._topics(result, spec)
         unbuilt = [d for d in decisions.values() if d.state != BuildState.READY]
         retries = [d.retry_at for d in unbuilt if d.retry_at]
         if kafka_error:
@@ -406,11 +522,29 @@ class Engine:
         what its new revision drops is pruned once it rolls out."""
         images = {key: d.image for key, d in decisions.items() if d.image is not None}
         held = self.previous.held(waiting(spec, decisions))
-        actual = self._observe()
-        held, desired = keep_live(held, self._desired(spec, result.revision or "", images, held), actual)
-        retain = {ref for ref, obj in actual.items() if applications_of(obj) & held.keys()}
+        with _timed(result, "observe"):
+            actual = self._observe()
+        with _timed(result, "render"):
+            desired = self._desired(spec, result.revision or "", images, held)
+        held, desired = keep_live(held, desired, actual)
+        retain = {ref for ref, obj in actual.items() if applications_of(obj) & held.keys()} if held else set()
         if not self.options.topic_deletion:  # a KafkaTopic's deletion would delete the topic's data
             retain |= {ref for ref in actual if ref.kind == "KafkaTopic"}
+        with _timed(result, "plan"):
+            plan = self._plan(desired, actual, retain)
+        result.plan = plan
+        result.live = actual
+        result.held = held
+        with _timed(result, "apply"):
+            executed = self._execute(plan.actions, actual)
+        result.applied_after = time.monotonic() - result.started
+        result.executed += executed
+        with _timed(result, "assess"):
+            self._assess(result, spec, desired, actual, executed)
+
+    def _plan(
+        self, desired: list[Manifest], actual: dict[ObjectRef, Manifest], retain: set[ObjectRef]
+    ) -> Plan:
         applied = self.store.applied()
         plan = compute(
             desired,
@@ -430,11 +564,18 @@ class Engine:
             )
             for ref in plan.unchanged
         }
-        result.plan = plan
-        result.live = actual
-        result.held = held
-        executed = self._execute(plan.actions, actual)
-        result.executed += executed
+        return plan
+
+    def _assess(
+        self,
+        result: RunResult,
+        spec: Spec,
+        desired: list[Manifest],
+        actual: dict[ObjectRef, Manifest],
+        executed: list[tuple[Action, Outcome, str | None]],
+    ) -> None:
+        plan, held = result.plan, result.held
+        assert plan is not None
         failed = {a.ref for a, outcome, _ in executed if outcome == Outcome.FAILED}
         # recorded now, so a later failure of this run cannot lose what this pass rolled out
         unfinished = [a.manifest or actual.get(a.ref) for a, o, _ in executed if o == Outcome.FAILED]
@@ -466,17 +607,18 @@ class Engine:
             return self.source.fetch()
 
     def _spec(self, snapshot: Snapshot) -> Spec:
-        """Parse once per revision: a no-op resync of an unchanged commit skips it."""
+        """Parse once per revision, and of a new revision only the files that changed."""
         if self._spec_cache is None or self._spec_cache[0] != snapshot.revision:
-            self._spec_cache = (snapshot.revision, load(snapshot.files))
+            self._spec_cache = (snapshot.revision, self.loader.load(snapshot.files))
         return self._spec_cache[1]
 
     def _builds_needed(self, spec: Spec) -> tuple[dict[ServiceId, Service], dict[ServiceId, tuple[str, ...]]]:
         """The builds and the applications each gates, per parsed revision (the Spec object is
         cached with it)."""
         if self._needed is None or self._needed[0] is not spec:
-            needed = {(s.short_name, s.version): s for s in builds_needed(spec)}
-            self._needed = (spec, needed, build_gates(spec))
+            every = self.renderer.instances(spec)
+            needed = {(s.short_name, s.version): s for s in builds_needed(spec, every)}
+            self._needed = (spec, needed, build_gates(spec, every))
         return self._needed[1], self._needed[2]
 
     def _desired(
@@ -497,7 +639,7 @@ class Engine:
             released = spec if not held else spec.only({a.key for a in spec.applications} - held.keys())
             objects = compose(
                 [
-                    render(released, settings, built=images),
+                    self.renderer.render(released, built=images),
                     *(render(config, settings, built=built) for _, _, config, built in kept),
                 ]
             )
@@ -509,7 +651,7 @@ class Engine:
                     partitions=self.options.topic_partitions,
                     replicas=self.options.topic_replication_factor,
                 )
-            desired = stamp(objects, self.options.tracking)
+            desired = stamp(objects, self.options.tracking, self._stamped)
             self._rendered = (key, desired)
         return self._rendered[1]
 
@@ -571,7 +713,7 @@ class Engine:
 
     # -- recording -----------------------------------------------------------------------------
 
-    def _record(self, result: RunResult) -> None:
+    def _record(self, result: RunResult) -> int | None:
         plan = result.plan
         records = [
             ActionRecord(
@@ -623,7 +765,7 @@ class Engine:
                 applied[key] = action.manifest["metadata"]["annotations"][HASH_ANNOTATION]
         # None when the state database took no writes: the run goes on unrecorded (the store
         # counts and logs that, and keeps what later runs need), this log line is its record
-        recorded_on = self.store.finish_run(
+        return self.store.finish_run(
             result.run_id,
             outcome=result.outcome.value,
             revision=result.revision,
@@ -636,11 +778,13 @@ class Engine:
                 for s in result.statuses
             ],
             applied=applied,
+            repeats=self._settled.recorded_on if result.repeated and self._settled else None,
         )
-        self._export(result, recorded=recorded_on is not None)
 
     def _export(self, result: RunResult, *, recorded: bool = True) -> None:
         metrics.RECONCILE_DURATION.observe(result.duration)
+        for stage, seconds in result.stages.items():
+            metrics.STAGE_DURATION.labels(stage=stage).observe(seconds)
         metrics.RUNS.labels(outcome=result.outcome.value, trigger=result.trigger).inc()
         metrics.SPEC_PROBLEMS.set(result.problem_count)
         for action, outcome, _ in result.executed:
@@ -674,8 +818,20 @@ class Engine:
                 "problems": [_problem_line(p) for p in result.problems],
                 "actions": [f"{o.value} {a.ref}: {a.reason}" for a, o, _ in result.executed],
                 "drift": [f"{a.ref}: {a.reason}" for a in (result.plan.drift if result.plan else ())],
+                "repeated": result.repeated,
+                "stages_ms": {stage: round(1000 * seconds, 1) for stage, seconds in result.stages.items()},
+                "work": result.work,
             },
         )
+
+
+@contextlib.contextmanager
+def _timed(result: RunResult, stage: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        result.stages[stage] = result.stages.get(stage, 0.0) + time.monotonic() - started
 
 
 def observed(options: Options) -> list[tuple[resources.Resource, str]]:

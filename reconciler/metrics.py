@@ -12,6 +12,13 @@ RECONCILE_DURATION = Histogram(
     "Duration of one reconcile run.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+STAGE_DURATION = Histogram(
+    "mico_reconciler_stage_duration_seconds",
+    "Time a run spent in each stage of the pipeline (fetch, load, render, observe, plan, apply, "
+    "assess, builds, topics, record).",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 300),
+)
 RUNS = Counter("mico_reconciler_runs_total", "Reconcile runs by outcome.", ["outcome", "trigger"])
 OBJECTS_APPLIED = Counter(
     "mico_reconciler_objects_applied_total", "Objects created or changed.", ["kind", "outcome"]

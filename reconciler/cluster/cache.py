@@ -53,6 +53,9 @@ class ObjectCache:
         self._failing: dict[tuple[str, str], tuple[float, str]] = {}
         self._sources = sources
         self._stopped = threading.Event()
+        #: Changes seen (an object stored or deleted, a list, a watch failing): a run compares it
+        #: with the count at the end of the run before to tell that nothing happened since.
+        self.changes = 0
 
     def start(self) -> None:
         for resource, namespace in self._sources:
@@ -89,7 +92,7 @@ class ObjectCache:
             return
         with self._lock:
             if obj is None:
-                self._objects[key].pop(ref.name, None)
+                self._forget(key, ref.name)
             else:
                 self._store(key, obj)
 
@@ -98,6 +101,14 @@ class ObjectCache:
         current = self._objects[key].get(obj["metadata"]["name"])
         if current is None or _newer_or_same(obj, current):
             self._objects[key][obj["metadata"]["name"]] = obj
+            # the watch's echo of the reconciler's own write (stored already) is no change
+            version = obj["metadata"].get("resourceVersion")
+            if current is None or version is None or version != current["metadata"].get("resourceVersion"):
+                self.changes += 1
+
+    def _forget(self, key: tuple[str, str], name: str) -> None:
+        if self._objects[key].pop(name, None) is not None:
+            self.changes += 1
 
     def _run(self, resource: resources.Resource, namespace: str) -> None:
         key = (resource.kind, namespace)
@@ -118,6 +129,7 @@ class ObjectCache:
                 log.warning("watch failed, retrying: %s", err, extra={"resource": resource.plural})
                 with self._lock:
                     self._failing.setdefault(key, (time.time(), _reason(err)))
+                    self.changes += 1
                 metrics.WATCH_FAILING.labels(resource=resource.plural).set(1)
                 time.sleep(2)
 
@@ -141,6 +153,7 @@ class ObjectCache:
                 break
         with self._lock:
             self._objects[key] = objects
+            self.changes += 1
         self._recovered(key, resource)
         return str(page["metadata"]["resourceVersion"])
 
@@ -166,7 +179,7 @@ class ObjectCache:
             obj.setdefault("kind", resource.kind)
             with self._lock:
                 if kind == "DELETED":
-                    self._objects[key].pop(obj["metadata"]["name"], None)
+                    self._forget(key, obj["metadata"]["name"])
                 else:
                     self._store(key, obj)
         return version

@@ -14,7 +14,7 @@ import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler.render.labels import MANAGED_BY, MANAGED_BY_LABEL
 
@@ -41,8 +41,9 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, order=True)
-class ObjectRef:
+class ObjectRef(NamedTuple):
+    """A tuple, not a dataclass: a run makes one per object and hashes it often."""
+
     api_version: str
     kind: str
     namespace: str
@@ -76,6 +77,8 @@ class Plan:
     foreign: tuple[ObjectRef, ...]
     #: Deletions held back by the prune guard.
     prune_refused: tuple[Action, ...] = field(default=())
+    #: Objects compared field by field (the others were known unchanged): the work done.
+    compared: int = 0
 
 
 def tracking_id(*, repo: str, path: str, namespace: str) -> str:
@@ -88,15 +91,27 @@ def desired_hash(obj: Manifest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def stamp(objects: Iterable[Manifest], tracking: str) -> list[Manifest]:
-    """Desired objects with the tracking annotation and the hash of what is applied."""
+def stamp(
+    objects: Iterable[Manifest], tracking: str, memo: dict[int, tuple[Manifest, Manifest]] | None = None
+) -> list[Manifest]:
+    """Desired objects with the tracking annotation and the hash of what is applied. With `memo`
+    (the daemon's, between runs), an object stamped before, the same object, is not hashed
+    again: the memo then holds exactly the objects of this call."""
     stamped = []
+    kept: dict[int, tuple[Manifest, Manifest]] = {}
     for obj in objects:
-        meta = obj["metadata"]
-        annotations = {**meta.get("annotations", {}), TRACKING_ANNOTATION: tracking}
-        body = {**obj, "metadata": {**meta, "annotations": annotations}}
-        annotations[HASH_ANNOTATION] = desired_hash(body)
-        stamped.append(body)
+        found = None if memo is None else memo.get(id(obj))
+        if found is None:  # the memo holds `obj` itself, so its id cannot name another object
+            meta = obj["metadata"]
+            annotations = {**meta.get("annotations", {}), TRACKING_ANNOTATION: tracking}
+            body = {**obj, "metadata": {**meta, "annotations": annotations}}
+            annotations[HASH_ANNOTATION] = desired_hash(body)
+            found = (obj, body)
+        kept[id(obj)] = found
+        stamped.append(found[1])
+    if memo is not None:
+        memo.clear()
+        memo.update(kept)
     return stamped
 
 
@@ -138,6 +153,7 @@ def compute(
     `retain` are owned objects kept although no longer desired (an application waiting for a
     build keeps whatever it had deployed)."""
     verified = verified or {}
+    compared = 0
     actions: list[Action] = []
     drift: list[Action] = []
     unchanged: list[ObjectRef] = []
@@ -153,20 +169,19 @@ def compute(
                 actions.append(Action(ref, Verb.CREATE, "new in the config", obj))
         elif not owned(live, tracking):
             foreign.append(ref)
-        elif verified.get(ref) == (digest, live["metadata"].get("resourceVersion")) or contains(live, obj):
+        elif verified.get(ref) == (digest, live["metadata"].get("resourceVersion")):
             unchanged.append(ref)
-        elif live["metadata"].get("annotations", {}).get(HASH_ANNOTATION) == digest:
-            drift.append(
-                Action(
-                    ref,
-                    Verb.UPDATE,
-                    f"changed outside the reconciler: {_difference(live, obj)}",
-                    obj,
-                    drift=True,
-                )
-            )
         else:
-            actions.append(Action(ref, Verb.UPDATE, f"changed in the config: {_difference(live, obj)}", obj))
+            compared += 1
+            if contains(live, obj):
+                unchanged.append(ref)
+            elif live["metadata"].get("annotations", {}).get(HASH_ANNOTATION) == digest:
+                reason = f"changed outside the reconciler: {_difference(live, obj)}"
+                drift.append(Action(ref, Verb.UPDATE, reason, obj, drift=True))
+            else:
+                actions.append(
+                    Action(ref, Verb.UPDATE, f"changed in the config: {_difference(live, obj)}", obj)
+                )
     if self_heal:
         actions.extend(drift)
     owned_refs = [ref for ref, obj in actual.items() if owned(obj, tracking)]
@@ -180,7 +195,7 @@ def compute(
         refused = deletions
     else:
         actions.extend(reversed(deletions))
-    return Plan(tuple(actions), tuple(unchanged), tuple(drift), tuple(foreign), tuple(refused))
+    return Plan(tuple(actions), tuple(unchanged), tuple(drift), tuple(foreign), tuple(refused), compared)
 
 
 def _difference(live: Manifest, desired: Manifest) -> str:

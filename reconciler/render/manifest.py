@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from reconciler.spec.yamldoc import reads_as_string
+
 _Base: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
@@ -15,6 +17,16 @@ class _Dumper(_Base):  # type: ignore[misc,valid-type]
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    """Quoted when a YAML 1.2 reader would take it for something else: PyYAML (YAML 1.1) writes
+    `1e3` plain, and kubectl reads a number there."""
+    style = None if reads_as_string(value) else "'"
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _string)
 
 
 def to_yaml(obj: Any) -> str:

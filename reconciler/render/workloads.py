@@ -91,6 +91,16 @@ def _kafka_env(group_id: str, topics: Mapping[str, str], settings: Settings) -> 
     return pairs
 
 
+def connected(instance: Instance, spec: Spec) -> list[Service]:
+    """The services an instance's interface connections point at: its Deployment reads them."""
+    app = instance.applications[0]
+    entries = {e.short_name: e for e in app.services}
+    return [
+        spec.service(entries[c.service].short_name, entries[c.service].version)
+        for c in instance.entry.interface_connections
+    ]
+
+
 def _connection_env(instance: Instance, spec: Spec, settings: Settings) -> list[tuple[str, str]]:
     """`<service>.<namespace>.svc.cluster.local:<port>`, resolved in the first application (the
     spec rules make every application sharing the instance resolve them to the same Services)."""

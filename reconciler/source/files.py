@@ -10,13 +10,14 @@ never echoed), never silently skipped: a skipped file would deploy a config with
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import posixpath
 import re
 import stat
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -154,18 +155,32 @@ def _read_file(path: Path) -> bytes:
 # -- in a git revision ----------------------------------------------------------------------------
 
 
-def read_revision(repo_dir: Path, revision: str, path: str = ".") -> tuple[str, dict[str, bytes]]:
+def read_revision(
+    repo_dir: Path,
+    revision: str,
+    path: str = ".",
+    blobs: dict[str, bytes] | None = None,
+    repo: git.Repo | None = None,
+) -> tuple[str, dict[str, bytes]]:
     """(full commit id, files by repository path) of the config at one revision.
+
+    `blobs` (the daemon's, between reads) maps blob ids to contents: a file whose blob was read
+    before is not read again, and it is left holding exactly the blobs of this config. `repo`:
+    the repository already open (its `git cat-file` processes kept running), else one is opened
+    and closed.
 
     Every failure, including a config file that cannot be read as one, is a one-line
     SourceError: `diff` exits 2 for either, and the daemon applies nothing.
     """
     prefix = _repository_path(path)
-    with _open(repo_dir) as repo:  # closed at once: it runs `git cat-file` processes
+    with contextlib.nullcontext(repo) if repo is not None else _open(repo_dir) as repo:
         commit = _commit(repo, repo_dir, revision)
         try:
-            tree = _Tree.of(repo, commit)
+            tree = _Tree.of(repo, commit, {} if blobs is None else blobs)
             files, problems = tree.config(prefix, shown(path), quote(revision))
+            if blobs is not None:
+                blobs.clear()
+                blobs.update(tree.used)
         except (git.GitCommandError, ValueError, OSError) as err:
             where = shown(str(repo_dir))
             raise DamagedRepositoryError(
@@ -272,9 +287,13 @@ class _Tree:
 
     repo: git.Repo
     entries: dict[str, _Entry]
+    #: Blob contents read before, by id
+    known: Mapping[str, bytes]
+    #: The blobs this tree's config is made of, by id
+    used: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, repo: git.Repo, commit: str) -> _Tree:
+    def of(cls, repo: git.Repo, commit: str, known: Mapping[str, bytes]) -> _Tree:
         listing = repo.git.ls_tree("-r", "-t", "-z", "--full-tree", commit, stdout_as_string=False)
         entries = {}
         for record in bytes(listing).split(b"\0"):
@@ -282,7 +301,7 @@ class _Tree:
                 meta, _, name = record.partition(b"\t")
                 mode, _, sha = meta.decode().split(" ")
                 entries[name.decode(errors="backslashreplace")] = _Entry(mode, sha)
-        return cls(repo, entries)
+        return cls(repo, entries, known)
 
     def config(self, prefix: str, path: str, revision: str) -> tuple[dict[str, bytes], list[Problem]]:
         """The config files below `prefix` (a file, or a directory), and the problems."""
@@ -327,10 +346,14 @@ class _Tree:
             raise _RefusedError("not a regular file (a submodule)")
         if entry.mode not in (_REGULAR, _EXECUTABLE):
             raise _RefusedError("not a regular file")
-        info = self.repo.odb.info(bytes.fromhex(entry.sha))
-        if info.size > MAX_FILE_BYTES:
-            raise _RefusedError(f"larger than the limit of {MAX_FILE_BYTES} bytes")
-        return bytes(self.repo.odb.stream(bytes.fromhex(entry.sha)).read())
+        data = self.known.get(entry.sha)
+        if data is None:
+            info = self.repo.odb.info(bytes.fromhex(entry.sha))
+            if info.size > MAX_FILE_BYTES:
+                raise _RefusedError(f"larger than the limit of {MAX_FILE_BYTES} bytes")
+            data = bytes(self.repo.odb.stream(bytes.fromhex(entry.sha)).read())
+        self.used[entry.sha] = data
+        return data
 
     def _resolve(self, name: str) -> str:
         """`name` with every symlink in it resolved inside the tree, as realpath does on disk.

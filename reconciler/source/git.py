@@ -27,7 +27,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -88,6 +88,14 @@ class GitSource:
     workdir: Path = Path(".mico-reconciler/repo")
     timeout: float = 120
     ssh_key_file: str | None = None
+    #: What this process already knows of the clone, so a fetch that brings nothing new runs
+    #: two git processes (origin's URL, the fetch) and reads nothing: the commit fetched last,
+    #: the config read at it, the blobs that config is made of.
+    _fetched: str | None = field(default=None, init=False, repr=False)
+    _config: tuple[str, dict[str, bytes]] | None = field(default=None, init=False, repr=False)
+    _blobs: dict[str, bytes] = field(default_factory=dict, init=False, repr=False)
+    #: The clone, kept open between fetches: its `git cat-file` processes answer in microseconds.
+    _open: git.Repo | None = field(default=None, init=False, repr=False)
 
     def fetch(self) -> Snapshot:
         wanted = self.ref
@@ -105,17 +113,36 @@ class GitSource:
     # -- one attempt on the clone ------------------------------------------------------------------
 
     def _fetch(self, repo: git.Repo) -> Snapshot:
-        previous = self._previous(repo)
+        previous = self._fetched or self._previous(repo)
         args = ["fetch", "--force", "--no-tags", "--", "origin", self.ref]  # `--`: a ref is never an option
         if previous is None and not _COMMIT.match(self.ref):
             args.insert(1, "--depth=1")
         self._remote(args, self.ref)
-        revision = self._local(repo.git.rev_parse, "--verify", "FETCH_HEAD^{commit}")
+        head = self._fetch_head()
+        if head is not None and (head == previous or _is_commit(repo, head)):
+            revision = head  # no git process: FETCH_HEAD names a commit
+        else:
+            revision = self._local(repo.git.rev_parse, "--verify", "FETCH_HEAD^{commit}")
         rewritten = (
-            previous is not None and previous != revision and not self._descends(repo, previous, revision)
+            previous is not None
+            and previous != revision
+            and previous not in _parents(repo, revision)  # a commit on top: the usual push
+            and not self._descends(repo, previous, revision)
         )
-        self._local(repo.git.update_ref, "refs/mico/fetched", revision)
+        if revision != self._fetched:
+            self._local(repo.git.update_ref, "refs/mico/fetched", revision)
+            self._fetched = revision
         return Snapshot(revision, self._read(revision), rewritten, previous)
+
+    def _fetch_head(self) -> str | None:
+        """The object FETCH_HEAD names, read from the file git writes (no process); a tag's id
+        is not its commit's, which is why only equality with a known commit is trusted."""
+        try:
+            with open(self.workdir / "FETCH_HEAD", "rb") as head:
+                first = head.readline(100)[:40].decode("ascii", errors="replace")
+        except OSError:
+            return None
+        return first if _COMMIT.match(first) else None
 
     def _at(self, repo: git.Repo, revision: str) -> dict[str, bytes]:
         try:
@@ -125,10 +152,16 @@ class GitSource:
         return self._read(revision)
 
     def _read(self, revision: str) -> dict[str, bytes]:
+        """The config at `revision`; the one read last is kept, and of another only the files
+        whose blobs changed are read."""
+        if self._config is not None and self._config[0] == revision:
+            return dict(self._config[1])
         try:
-            return read_revision(self.workdir, revision, self.path)[1]
+            files = read_revision(self.workdir, revision, self.path, self._blobs, self._open)[1]
         except DamagedRepositoryError as err:
             raise _DamagedError(str(err)) from err
+        self._config = (revision, files)
+        return dict(files)
 
     @staticmethod
     def _previous(repo: git.Repo) -> str | None:
@@ -235,12 +268,29 @@ class GitSource:
 
     def _attempt(self, operation: Callable[[git.Repo], T]) -> T:
         try:
-            with self._repo() as repo:
-                return operation(repo)
+            return operation(self._repo())
         except (OSError, git.GitError) as err:  # what else git or the file system refuses (ENOSPC...)
             raise SourceError(f"{shown(str(self.workdir))}: git could not be run: {git_reason(err)}") from err
 
     def _repo(self) -> git.Repo:
+        """The clone, opened (or made) once and kept open; its origin checked every time."""
+        if self._open is None or not (self.workdir / "HEAD").exists():
+            self._close()
+            self._open = self._opened()
+        url = self._local(self._open.git.remote, "get-url", "--", "origin")
+        if url != self.url:
+            self._local(self._open.git.remote, "set-url", "--", "origin", self.url)
+        return self._open
+
+    def _close(self) -> None:
+        """Close the clone and forget what was known of it: the next one may be another."""
+        if self._open is not None:
+            self._open.close()
+            self._open = None
+        self._fetched, self._config = None, None
+        self._blobs.clear()
+
+    def _opened(self) -> git.Repo:
         if (self.workdir / "HEAD").exists():
             try:
                 repo = git.Repo(self.workdir)
@@ -248,9 +298,6 @@ class GitSource:
                 raise _DamagedError("git no longer takes it for a repository") from err
             except (git.GitError, OSError, ValueError, configparser.Error) as err:
                 raise _DamagedError(f"git cannot open it: {git_reason(err)}") from err
-            url = self._local(repo.git.remote, "get-url", "--", "origin")
-            if url != self.url:
-                self._local(repo.git.remote, "set-url", "--", "origin", self.url)
             return repo
         if self._ours():
             raise _DamagedError("its HEAD is missing")
@@ -268,6 +315,10 @@ class GitSource:
         return (self.workdir / "askpass.sh").is_file() or (self.workdir / "refs" / "mico").is_dir()
 
     def _set_aside(self, reason: str) -> None:
+        self._close()
+        self._move_aside(reason)
+
+    def _move_aside(self, reason: str) -> None:
         """Move the damaged clone to `<workdir>.broken` (replacing the one set aside before), for a
         post-mortem; where it cannot be moved (a mount point), empty it. The SSH known hosts stay:
         cloning again must not trust a new host key."""
@@ -339,6 +390,22 @@ class GitSource:
         return {k: v for k, v in env.items() if v} | {
             k: v for k, v in os.environ.items() if k.startswith("MICO_GIT_") and k not in env
         }
+
+
+def _is_commit(repo: git.Repo, sha: str) -> bool:
+    try:
+        return bool(repo.odb.info(bytes.fromhex(sha)).type == b"commit")
+    except (ValueError, OSError, git.GitError):
+        return False
+
+
+def _parents(repo: git.Repo, commit: str) -> set[str]:
+    """A commit's parents, read from the object (no process); none when it cannot be read."""
+    try:
+        header = repo.odb.stream(bytes.fromhex(commit)).read().split(b"\n\n", 1)[0]
+    except (ValueError, OSError, git.GitError):
+        return set()
+    return {line[7:47].decode() for line in header.splitlines() if line.startswith(b"parent ")}
 
 
 class _DamagedError(Exception):

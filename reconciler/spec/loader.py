@@ -66,27 +66,74 @@ def select_config_files(paths: Iterable[str]) -> list[str]:
 
 def load(files: Mapping[str, bytes]) -> Spec:
     """Parse and validate; raises SpecError with every problem found."""
+    return Loader().load(files)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """What one file contributes: its elements, where each was written, and its own problems
+    (what can still be checked of an invalid file stays, see `_salvage`)."""
+
+    services: tuple[rules.Sourced[Service], ...]
+    applications: tuple[rules.Sourced[Application], ...]
+    problems: tuple[Problem, ...]
+
+
+class Loader:
+    """`load` that remembers each valid file by its bytes, so a commit that changes one file of
+    hundreds parses and validates that file alone; the rules across files always run on all.
+    A file with a problem is parsed again every time (its did-you-mean hints are shared by
+    the files of one load, and it is rare)."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[str, tuple[bytes, _Parsed]] = {}
+        #: Files parsed by `load` (not taken from memory), over the loader's life: the work a
+        #: test and the engine count.
+        self.files_parsed = 0
+
+    def load(self, files: Mapping[str, bytes]) -> Spec:
+        problems: list[Problem] = []
+        services: list[rules.Sourced[Service]] = []
+        applications: list[rules.Sourced[Application]] = []
+        broken: set[str] = set()
+        hints = _Hints()
+        kept: dict[str, tuple[bytes, _Parsed]] = {}
+        for name in sorted(files):
+            content = files[name]
+            known = self._parsed.get(name)
+            if known is not None and known[0] == content:
+                parsed = known[1]
+            else:
+                self.files_parsed += 1
+                parsed = _parse_file(name, content, hints, broken)
+            if not parsed.problems:
+                kept[name] = (content, parsed)
+            problems.extend(parsed.problems)
+            services.extend(parsed.services)
+            applications.extend(parsed.applications)
+        self._parsed = kept  # only the files of the latest config stay in memory
+        problems.extend(rules.check(services, applications, broken))
+        if problems:
+            raise SpecError(problems)
+        return Spec(
+            services=tuple(sorted((s.item for s in services), key=_identity)),
+            applications=tuple(sorted((a.item for a in applications), key=_identity)),
+        )
+
+
+def _parse_file(name: str, content: bytes, hints: _Hints, broken: set[str]) -> _Parsed:
     problems: list[Problem] = []
     services: list[rules.Sourced[Service]] = []
     applications: list[rules.Sourced[Application]] = []
-    broken: set[str] = set()
-    hints = _Hints()
-    for name in sorted(files):
-        documents, parse_problems = yamldoc.parse(name, files[name])
-        problems.extend(parse_problems)
-        documents = [d for d in documents if d.data is not None]
-        if not documents and not parse_problems:
-            # `---`, `~` or `null` alone is as empty as an empty file: never a config of nothing
-            problems.append(Problem(name, 1, 1, "(file)", "the file holds no YAML document (or only null)"))
-        for document in documents:
-            problems.extend(_collect(document, services, applications, broken, hints))
-    problems.extend(rules.check(services, applications, broken))
-    if problems:
-        raise SpecError(problems)
-    return Spec(
-        services=tuple(sorted((s.item for s in services), key=_identity)),
-        applications=tuple(sorted((a.item for a in applications), key=_identity)),
-    )
+    documents, parse_problems = yamldoc.parse(name, content)
+    problems.extend(parse_problems)
+    documents = [d for d in documents if d.data is not None]
+    if not documents and not parse_problems:
+        # `---`, `~` or `null` alone is as empty as an empty file: never a config of nothing
+        problems.append(Problem(name, 1, 1, "(file)", "the file holds no YAML document (or only null)"))
+    for document in documents:
+        problems.extend(_collect(document, services, applications, broken, hints))
+    return _Parsed(tuple(services), tuple(applications), tuple(problems))
 
 
 def _identity(item: Service | Application) -> tuple[str, MicoVersion]:

@@ -8,6 +8,7 @@ call these functions, so a name that validates is exactly the name that gets app
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import unicodedata
@@ -16,6 +17,7 @@ MAX_NAME = 63
 CONNECTOR_SHORT_NAME = "kafka-faas-connector"
 
 
+@functools.lru_cache(maxsize=65536)  # validation and every render name the same instances
 def _suffix(*parts: str) -> str:
     digest = hashlib.sha256("\x00".join(parts).encode()).digest()
     return base64.b32encode(digest).decode()[:8].lower()

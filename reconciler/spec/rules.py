@@ -507,8 +507,13 @@ class _Checker:
                 "services",
                 e,
             )
+        # labels twice: on the Deployment and on its pod template; a bound first (a character
+        # takes at most 6 bytes in JSON), so the exact size is only computed near the limit
+        pairs = [*entry.env.items(), *entry.labels.items(), *entry.labels.items()]
+        bound = sum(6 * (len(k) + len(v)) + 32 for k, v in pairs)
+        if bound + annotation + _DEPLOYMENT_BASE_BYTES <= MAX_OBJECT_BYTES:
+            return
         env = [{"name": k, "value": v} for k, v in entry.env.items()]
-        # labels twice: on the Deployment and on its pod template
         body = json.dumps([env, entry.labels, entry.labels], ensure_ascii=False).encode()
         size = len(body) + annotation + _DEPLOYMENT_BASE_BYTES
         if size > MAX_OBJECT_BYTES:

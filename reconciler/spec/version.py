@@ -39,6 +39,11 @@ class MicoVersion:
 
     @classmethod
     def parse(cls, text: str) -> MicoVersion:
+        """Parsed once per distinct text: every reference and lookup parses the same few."""
+        return _parse_version(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> MicoVersion:
         if not re.match(VERSION_PATTERN, text) or text.endswith("\n"):
             raise ValueError(f"{text!r} is not a version: letters, then SemVer 2.0 like v1.2.3")
         prefix = _PREFIX.match(text)
@@ -57,6 +62,10 @@ class MicoVersion:
         return self.semver.compare(other.semver) < 0
 
     def __hash__(self) -> int:
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
         v = self.semver
         return hash((v.major, v.minor, v.patch, v.prerelease))
 
@@ -81,21 +90,27 @@ class VersionRange:
 
     def satisfied_by_any(self, versions: VersionSet) -> bool:
         """Whether a version satisfies the range, in log time per comparator set: a config may
-        define thousands of versions and thousands of dependencies on them."""
-        compiled = nodesemver.make_range(self.normalized, False)
-        for comparators in compiled.set:
-            # the smallest release above every lower bound is the one candidate: if it breaks an
-            # upper bound, every larger one does too
-            start = 0
-            for comparator in comparators:
-                if comparator.operator in (">=", "", "="):
-                    start = max(start, bisect.bisect_left(versions.releases, _Ordered(comparator.semver)))
-                elif comparator.operator == ">":
-                    start = max(start, bisect.bisect_right(versions.releases, _Ordered(comparator.semver)))
-            if start < len(versions.releases) and compiled.test(versions.releases[start].semver):
-                return True
-        # a prerelease satisfies only comparators of its own major.minor.patch (npm's rule)
-        return any(compiled.test(v) for v in versions.prereleases)
+        define thousands of versions and thousands of dependencies on them. Answered once per
+        range and set of versions: a commit asks again about every dependency of the config."""
+        return _satisfied(self.normalized, versions)
+
+
+@functools.lru_cache(maxsize=65536)
+def _satisfied(normalized: str, versions: VersionSet) -> bool:
+    compiled = _compiled_range(normalized)
+    for comparators in compiled.set:
+        # the smallest release above every lower bound is the one candidate: if it breaks an
+        # upper bound, every larger one does too
+        start = 0
+        for comparator in comparators:
+            if comparator.operator in (">=", "", "="):
+                start = max(start, bisect.bisect_left(versions.releases, _Ordered(comparator.semver)))
+            elif comparator.operator == ">":
+                start = max(start, bisect.bisect_right(versions.releases, _Ordered(comparator.semver)))
+        if start < len(versions.releases) and compiled.test(versions.releases[start].semver):
+            return True
+    # a prerelease satisfies only comparators of its own major.minor.patch (npm's rule)
+    return any(compiled.test(v) for v in versions.prereleases)
 
 
 class _Ordered:
@@ -110,19 +125,42 @@ class _Ordered:
         return bool(self.semver.compare(other.semver) < 0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class VersionSet:
-    """The versions of one service as node-semver reads them: releases sorted, prereleases apart."""
+    """The versions of one service as node-semver reads them: releases sorted, prereleases apart.
+    Equal, and equally hashed, when made of the same versions (`key`)."""
 
     releases: list[_Ordered]
     prereleases: list[Any]
+    key: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, versions: Iterable[MicoVersion]) -> VersionSet:
-        parsed = [nodesemver.make_semver(str(v.semver), False) for v in versions]
-        return cls(
-            sorted(_Ordered(v) for v in parsed if not v.prerelease), [v for v in parsed if v.prerelease]
-        )
+        return _version_set(tuple(sorted(str(v.semver) for v in versions)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VersionSet) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+@functools.lru_cache(maxsize=65536)
+def _version_set(key: tuple[str, ...]) -> VersionSet:
+    parsed = [nodesemver.make_semver(text, False) for text in key]
+    return VersionSet(
+        sorted(_Ordered(v) for v in parsed if not v.prerelease), [v for v in parsed if v.prerelease], key
+    )
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_version(text: str) -> MicoVersion:
+    return MicoVersion._parse(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_range(normalized: str) -> Any:
+    return nodesemver.make_range(normalized, False)
 
 
 @functools.lru_cache(maxsize=4096)

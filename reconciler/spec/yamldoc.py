@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,11 @@ def _core_tag(value: str) -> str:
             if pattern.match(value):
                 return tag
     return _STR
+
+
+def reads_as_string(value: str) -> bool:
+    """Whether a plain scalar is a string to YAML 1.1 and 1.2 readers alike (PyYAML, kubectl)."""
+    return _core_tag(value) == _STR and _yaml11_tag(value) in (_STR, "tag:yaml.org,2002:timestamp")
 
 
 def _yaml11_tag(value: str) -> str:
@@ -303,8 +309,37 @@ def _expansion_problem(walker: _Walker, node: yaml.Node, text: str) -> str | Non
     return message
 
 
-def parse(file: str, content: bytes) -> tuple[list[Document], list[Problem]]:
-    """Every document of one file, or the problems that stop it from being read."""
+class _FoundAgain(Mapping[YamlPath, tuple[int, int]]):
+    """The node positions of a document the YAML stage found no problem in, found again by
+    parsing its file once more when first asked (a problem the models or the rules find in it,
+    now or in a later load): a daemon holding a config of hundreds of files keeps their bytes,
+    not a position for each of their nodes."""
+
+    def __init__(self, file: str, content: bytes, index: int) -> None:
+        self._source = (file, content, index)
+        self._positions: Mapping[YamlPath, tuple[int, int]] | None = None
+
+    def _found(self) -> Mapping[YamlPath, tuple[int, int]]:
+        if self._positions is None:
+            file, content, index = self._source
+            documents, _ = parse(file, content, keep_positions=True)
+            self._positions = documents[index].marks.positions
+        return self._positions
+
+    def __getitem__(self, path: YamlPath) -> tuple[int, int]:
+        return self._found()[path]
+
+    def __iter__(self) -> Iterator[YamlPath]:
+        return iter(self._found())
+
+    def __len__(self) -> int:
+        return len(self._found())
+
+
+def parse(file: str, content: bytes, *, keep_positions: bool = False) -> tuple[list[Document], list[Problem]]:
+    """Every document of one file, or the problems that stop it from being read. The positions
+    of a document without problems are kept only with `keep_positions`; else found again when
+    asked for."""
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -333,7 +368,10 @@ def parse(file: str, content: bytes) -> tuple[list[Document], list[Problem]]:
                 line, column = _position(node)
                 problems.append(Problem(file, line, column, "(document)", f"cannot read YAML: {err}"))
                 continue
-            marks = Marks(file, walker.positions)
+            positions: Mapping[YamlPath, tuple[int, int]] = walker.positions
+            if not (keep_positions or walker.problems):
+                positions = _FoundAgain(file, content, len(documents))
+            marks = Marks(file, positions)
             documents.append(Document(data, marks, len(documents), frozenset(walker.reported)))
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark

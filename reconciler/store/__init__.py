@@ -393,6 +393,8 @@ class Store:
         self._pending = _Pending()
         self._build_ids: dict[int, int] = {}  # provisional build ids -> the ids they were written as
         self._provisional = 0  # the last provisional (negative) id given to a run or build
+        #: `applied()` as of a data_version of the file (see there)
+        self._applied: tuple[int, dict[tuple[str, str, str, str], str]] | None = None
         try:
             if readonly:
                 self._db = self._open_readonly(Path(path))
@@ -606,6 +608,7 @@ class Store:
         problems: Iterable[Mapping[str, Any]] = (),
         statuses: Iterable[AppStatusRecord] = (),
         applied: Mapping[tuple[str, str, str, str], str | None] | None = None,
+        repeats: int | None = None,
     ) -> int | None:
         """Everything a run found, in one transaction; `applied` maps object keys to the hash now
         applied (None: deleted).
@@ -617,7 +620,11 @@ class Store:
         out of the retention. Returns the id of the row that records the run, or None when the
         run could not be recorded: its start or this transaction found the file taking no
         writes. Then `applied` is kept to be written later; so is the outcome of a run whose
-        start was written (its actions, problems and statuses are lost, and its error says so)."""
+        start was written (its actions, problems and statuses are lost, and its error says so).
+
+        `repeats` names the recorded run this one repeats as far as the engine knows (nothing
+        can have changed since): when that row is still the latest, the run is counted on it
+        without writing its statuses (which cost most of a row) to compare them."""
         now = time.time()
         applied = dict(applied or {})
 
@@ -625,6 +632,8 @@ class Store:
             _write_applied(db, applied)
             if run_id < 1:
                 return None
+            if repeats is not None and _still_latest(db, run_id, repeats, (revision, outcome, error)):
+                return _count_repeat(db, run_id, repeats, now)
             db.execute(
                 "UPDATE runs SET finished = ?, outcome = ?, revision = ?, error = ?, api_requests = ? "
                 "WHERE id = ?",
@@ -652,11 +661,7 @@ class Store:
             if recorded_on is None:
                 recorded_on = run_id
             else:
-                db.execute(
-                    "UPDATE runs SET repeats = repeats + 1, last_seen = ? WHERE id = ?",
-                    (now, recorded_on),
-                )
-                db.execute("DELETE FROM runs WHERE id = ?", (run_id,))  # its rows go with it
+                _count_repeat(db, run_id, recorded_on, now)
             # the newest `retention` rows stay: ids have gaps where repeats were counted
             db.execute(
                 "DELETE FROM runs WHERE id <= (SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?)",
@@ -666,6 +671,13 @@ class Store:
 
         with self._lock:
             written, recorded_on = self._write(finish)
+            if self._applied is not None:  # written or kept to be written: what `applied` says
+                known = self._applied[1]
+                for key, digest in applied.items():
+                    if digest is None:
+                        known.pop(key, None)
+                    else:
+                        known[key] = digest
             if not written:
                 self._pending.applied.update(applied)
                 if run_id > 0 and len(self._pending.finishes) < _MAX_PENDING_FINISHES:
@@ -826,17 +838,21 @@ class Store:
         return found
 
     def applied(self) -> dict[tuple[str, str, str, str], str]:
+        """The hash applied of each object; kept in memory until another connection (a `sync`
+        beside the daemon) writes the file: every run reads it, and it holds every object."""
         with self._reading() as db:
-            rows = db.execute("SELECT api_version, kind, namespace, name, hash FROM applied").fetchall()
-            pending = dict(self._pending.applied)
-        checked = [self._checked("applied", r, dict.fromkeys(r.keys(), _TEXT)) for r in rows]
-        found = {(r["api_version"], r["kind"], r["namespace"], r["name"]): r["hash"] for r in checked}
-        for key, digest in pending.items():
-            if digest is None:
-                found.pop(key, None)
-            else:
-                found[key] = digest
-        return found
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            if self._applied is None or self._applied[0] != version:
+                rows = db.execute("SELECT api_version, kind, namespace, name, hash FROM applied").fetchall()
+                checked = [self._checked("applied", r, dict.fromkeys(r.keys(), _TEXT)) for r in rows]
+                found = {(r["api_version"], r["kind"], r["namespace"], r["name"]): r["hash"] for r in checked}
+                for key, digest in self._pending.applied.items():
+                    if digest is None:
+                        found.pop(key, None)
+                    else:
+                        found[key] = digest
+                self._applied = (version, found)
+            return dict(self._applied[1])
 
     def rollouts(self) -> dict[str, str]:
         """Each application (`shortName@version`) and the revision it last rolled out at, the
@@ -984,6 +1000,24 @@ _STATUS_COLUMNS = {
     "detail": _JSON_OBJECT,
 }
 _STATUS_RUN_COLUMNS = {"revision": _optional(_TEXT), "finished": _optional(_TIME)}
+
+
+def _count_repeat(db: sqlite3.Connection, run_id: int, repeated: int, now: float) -> int:
+    db.execute("UPDATE runs SET repeats = repeats + 1, last_seen = ? WHERE id = ?", (now, repeated))
+    db.execute("DELETE FROM runs WHERE id = ?", (run_id,))  # its rows go with it
+    return repeated
+
+
+def _still_latest(db: sqlite3.Connection, run_id: int, repeats: int, found: tuple[Any, ...]) -> bool:
+    """Whether `repeats` is the run right before `run_id` and found the same (revision, outcome,
+    error), with no action, build, rollout or topic change recorded on `run_id` meanwhile."""
+    previous = db.execute(
+        "SELECT id, revision, outcome, error FROM runs WHERE id < ? ORDER BY id DESC LIMIT 1", (run_id,)
+    ).fetchone()
+    if previous is None or previous["id"] != repeats or tuple(previous)[1:] != found:
+        return False
+    acted = ("SELECT 1 FROM builds WHERE run_id = ?", "SELECT 1 FROM rollouts WHERE run_id = ?")
+    return not any(db.execute(query, (run_id,)).fetchone() for query in acted)
 
 
 def _repeated(db: sqlite3.Connection, run_id: int) -> int | None:

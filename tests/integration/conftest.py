@@ -146,9 +146,14 @@ class ConfigRepo:
     work: Path
 
     def push(self, data: Any, message: str = "change") -> str:
-        (self.work / "mico.yaml").write_text(
-            yaml.safe_dump(data, sort_keys=False) if not isinstance(data, str) else data
-        )
+        return self.push_files({"mico.yaml": data}, message)
+
+    def push_files(self, files: dict[str, Any], message: str = "change") -> str:
+        """Each file's data (or text) written, committed and pushed; other files stay."""
+        for name, data in files.items():
+            (self.work / name).write_text(
+                yaml.safe_dump(data, sort_keys=False) if not isinstance(data, str) else data
+            )
         git = ["git", "-C", str(self.work), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
         subprocess.run([*git, "add", "-A"], check=True)
         subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", message], check=True)

@@ -72,6 +72,82 @@ def test_a_commit_converges_and_a_second_run_writes_nothing(
     assert versions(kube, namespace) == before
 
 
+def test_the_watching_engine_does_only_the_work_a_change_needs(
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    kube: client.ApiClient,
+    namespace: str,
+    platform: Platform,
+) -> None:
+    """Work counted, not time: a run on the same commit with no watch event since the last run
+    that left nothing to do repeats it (nothing parsed, rendered, compared or requested); a
+    commit to one file parses that file and renders its application's objects; a change made
+    outside is compared alone. And what it converged to is what a cold run wants."""
+    data = example_data()
+    files = {"services.mico.yaml": {"apiVersion": "ust.mico/v1", "services": data["services"]}}
+    for app in data["applications"]:
+        files[f"{app['shortName']}.mico.yaml"] = {"apiVersion": "ust.mico/v1", "applications": [app]}
+    config_repo.push_files(files)
+    engine = make_engine(watch=True)
+    first = engine.run("test")
+    assert first.outcome == RunOutcome.SUCCEEDED, first.error
+    assert first.work["files_parsed"] == len(files)
+    total = len(first.plan.unchanged) + len(first.plan.actions)
+
+    def settled() -> bool:  # the controllers' status updates are watch events too; they end
+        return engine.run("schedule").repeated
+
+    eventually(settled, timeout=90, what="a run that repeats the one before")
+    assert not engine.run("webhook:push").repeated, "a webhook asks for the full pass"
+    repeated = engine.run("schedule")
+    assert repeated.repeated
+    assert repeated.outcome == RunOutcome.SUCCEEDED
+    assert repeated.work == {"files_parsed": 0, "objects_rendered": 0, "objects_compared": 0}
+    assert repeated.api_requests == 0
+    assert set(repeated.stages) == {"fetch", "record", "gc"}
+
+    app = data["applications"][1]
+    app["services"][0]["replicas"] = 3
+    config_repo.push_files({f"{app['shortName']}.mico.yaml": files[f"{app['shortName']}.mico.yaml"]})
+    changed = engine.run("test")
+    assert changed.outcome == RunOutcome.SUCCEEDED, changed.error
+    assert changed.work["files_parsed"] == 1
+    mine = [
+        ref
+        for ref in changed.plan.unchanged
+        if "messaging-example@"
+        in ",".join(changed.live[ref]["metadata"]["annotations"].get("ust.mico/applications", "").split(","))
+    ]
+    assert 0 < changed.work["objects_rendered"] <= len(mine) + 1  # its objects (the one changed too)
+    assert changed.work["objects_compared"] < total / 2
+    assert [(a.ref.kind, a.verb.value) for a, _, _ in changed.executed] == [("Deployment", "update")]
+
+    eventually(settled, timeout=90, what="a run that repeats the one before")
+    name = backend(kube, namespace).metadata.name
+    by_hand = "example.com/by"
+    assert (
+        platform.kubectl("-n", namespace, "annotate", "deployment", name, f"{by_hand}=hand").returncode == 0
+    )
+    eventually(
+        lambda: any(
+            by_hand in d["metadata"].get("annotations", {})
+            for d in engine.objects.list(DEPLOYMENT, namespace)
+        ),
+        timeout=10,
+        what="the watch event",
+    )
+    touched = engine.run("schedule")
+    assert not touched.repeated
+    assert touched.work["files_parsed"] == touched.work["objects_rendered"] == 0
+    assert 1 <= touched.work["objects_compared"] < total / 2
+    assert not touched.executed
+
+    cold = make_engine(state="cold.db").run("test")  # a cold parse, render and plan of the same commit
+    assert cold.outcome == RunOutcome.SUCCEEDED, cold.error
+    assert not cold.plan.actions
+    assert not cold.executed
+
+
 def test_an_unexpected_error_fails_one_run_on_record_and_the_next_converges(
     make_engine: Callable[..., Engine],
     config_repo: ConfigRepo,
@@ -514,12 +590,13 @@ def test_status_of_a_shared_service_as_mico_reported_it(
         )
         return json.loads(result.stdout) if result.returncode == 0 else {}
 
-    def all_running() -> bool:
+    def all_running() -> bool:  # pods Running first, then the Deployment counts them available
         instances = service_status().get("instances", [])
         pods = [p for i in instances for p in i["pods"]]
-        return len(pods) == 3 and all(p["phase"] == "Running" for p in pods)
+        available = sum(i["availableReplicas"] for i in instances)
+        return len(pods) == available == 3 and all(p["phase"] == "Running" for p in pods)
 
-    eventually(all_running, timeout=90, what="the shared backend's three pods Running in its status")
+    eventually(all_running, timeout=90, what="the shared backend's three pods Running and available")
     (instance,) = service_status()["instances"]
     assert instance["applicationsUsingThisService"] == ["realworld@v1.0.0", "shop-0@v1.0.0"]
     assert (instance["requestedReplicas"], instance["availableReplicas"]) == (3, 3)

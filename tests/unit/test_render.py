@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciler.render import Settings, render
-from reconciler.render.manifest import to_documents
+from reconciler.render.manifest import to_documents, to_yaml
 from reconciler.spec import load
 from tests.helpers import ROOT, dump, example_data, load_data
 
@@ -280,3 +280,10 @@ def test_replicas_are_summed_over_deployed_entries(config: dict[str, Any]) -> No
     assert len(deployments) == len(keys)
     connectors = [d for d in by_kind(objects, "Deployment") if d not in deployments]
     assert len(connectors) == sum(len(a["kafkaFaasConnectors"]) for a in deployed)
+
+
+def test_strings_a_yaml_1_2_reader_would_type_are_written_quoted() -> None:
+    """PyYAML writes `1e3` or `123e4567` (a desired-hash can look so) plain, and kubectl, reading
+    YAML 1.2, takes them for numbers and refuses the object."""
+    text = to_yaml({"env": ["1e3", "123e4567", "0x1F", "on", "12", "hello", ""]})
+    assert text == "env:\n- '1e3'\n- '123e4567'\n- '0x1F'\n- 'on'\n- '12'\n- hello\n- ''\n"

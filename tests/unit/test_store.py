@@ -197,6 +197,23 @@ def test_a_repeat_is_never_counted_on_a_run_still_running(tmp_path: Path) -> Non
     assert [r["outcome"] for r in store.runs()] == ["succeeded", "running", "succeeded"]
 
 
+def test_a_run_the_engine_knows_repeats_one_is_counted_without_writing_its_statuses(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    settled = _record(store)
+
+    def repeat(of: int, revision: str = REVISION) -> int | None:
+        run_id = store.start_run("schedule")
+        return store.finish_run(run_id, outcome="succeeded", revision=revision, statuses=[], repeats=of)
+
+    assert repeat(settled) == settled
+    assert store.runs()[0]["repeats"] == 1
+    assert [s["deployment"] for s in store.statuses()] == ["Pending"], "the statuses of the run it repeats"
+    # the engine's belief is checked: another run since, or other findings, make a row of its own
+    other = _record(store, revision="b" * 40)
+    assert repeat(settled, revision="b" * 40) not in (settled, None, other)
+    assert repeat(other, revision="c" * 40) not in (settled, other)
+
+
 def test_a_version_4_database_is_migrated_by_a_writer_and_refused_by_readers_until_then(
     tmp_path: Path,
 ) -> None:
