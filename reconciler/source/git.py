@@ -193,6 +193,8 @@ class GitSource:
         """A git command that talks to the remote; its failure is the remote's unless the clone
         turns out damaged."""
         status, stderr = self._run(args, self._environment())
+        if status != 0:  # the open clone's `git cat-file` processes must not outlive a failed fetch
+            self._close()
         if status is None:
             self._remove_locks()  # the killed git held them
             raise SourceError(
