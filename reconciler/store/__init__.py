@@ -1008,12 +1008,19 @@ def _count_repeat(db: sqlite3.Connection, run_id: int, repeated: int, now: float
     return repeated
 
 
-def _still_latest(db: sqlite3.Connection, run_id: int, repeats: int, found: tuple[Any, ...]) -> bool:
-    """Whether `repeats` is the run right before `run_id` and found the same (revision, outcome,
-    error), with no action, build, rollout or topic change recorded on `run_id` meanwhile."""
-    previous = db.execute(
+def _run_before(db: sqlite3.Connection, run_id: int) -> sqlite3.Row | None:
+    """(id, revision, outcome, error) of the row before `run_id`."""
+    row: sqlite3.Row | None = db.execute(
         "SELECT id, revision, outcome, error FROM runs WHERE id < ? ORDER BY id DESC LIMIT 1", (run_id,)
     ).fetchone()
+    return row
+
+
+def _still_latest(db: sqlite3.Connection, run_id: int, repeats: int, found: tuple[Any, ...]) -> bool:
+    """Whether `repeats` is the run right before `run_id` and found the same (revision, outcome,
+    error), with no build or rollout recorded on `run_id` meanwhile (a repeat makes no action and
+    reaches no broker)."""
+    previous = _run_before(db, run_id)
     if previous is None or previous["id"] != repeats or tuple(previous)[1:] != found:
         return False
     acted = ("SELECT 1 FROM builds WHERE run_id = ?", "SELECT 1 FROM rollouts WHERE run_id = ?")
@@ -1026,9 +1033,7 @@ def _repeated(db: sqlite3.Connection, run_id: int) -> int | None:
     run = db.execute("SELECT trigger, revision, outcome, error FROM runs WHERE id = ?", (run_id,)).fetchone()
     if run is None or run["trigger"] in _NEVER_REPEATS:
         return None
-    previous = db.execute(
-        "SELECT id, revision, outcome, error FROM runs WHERE id < ? ORDER BY id DESC LIMIT 1", (run_id,)
-    ).fetchone()
+    previous = _run_before(db, run_id)
     if previous is None or tuple(previous)[1:] != tuple(run)[1:]:
         return None
     acted = (
