@@ -10,6 +10,7 @@ setting or file and never echoes a value that could hold a credential.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -24,22 +25,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from reconciler import __version__, logs
-from reconciler.plan import tracking_id
-from reconciler.plan.health import service_view
 from reconciler.redact import redact
 from reconciler.render import Settings, render
 from reconciler.render import settings as render_settings
 from reconciler.render.manifest import to_documents
 from reconciler.render.settings import SettingsError
-from reconciler.review import compare
-from reconciler.review import report as review_report
-from reconciler.source.files import SourceError, read_path, read_revision
+from reconciler.source.files import SourceError, read_path
 from reconciler.spec import Spec, SpecError, load
-from reconciler.spec.schema import json_schema
-from reconciler.store import Store, StoreError
 
+# What only some commands need is imported in their handlers: `validate` and `render` start
+# without git, SQLite, the Kubernetes client or the review tools.
 if TYPE_CHECKING:
     from reconciler.engine import Engine
+    from reconciler.store import Store
 
 EXIT_OK, EXIT_NO, EXIT_ERROR, EXIT_REFUSED, EXIT_FAILED = 0, 1, 2, 3, 4
 
@@ -587,6 +585,8 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _load_revision(args: argparse.Namespace, revision: str) -> tuple[str, Spec]:
+    from reconciler.source.revision import read_revision
+
     commit, files = read_revision(args.repo, revision, args.path)
     try:
         return commit, load(files)
@@ -604,6 +604,9 @@ class _ReportedError(Exception):
 
 
 def _diff(args: argparse.Namespace) -> int:
+    from reconciler.review import compare
+    from reconciler.review import report as review_report
+
     settings = _settings(args)
     try:
         base_commit, base = _load_revision(args, args.base)
@@ -639,7 +642,9 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
     from reconciler.cluster.cache import ObjectCache
     from reconciler.cluster.resources import POD
     from reconciler.engine import SELECTOR, Engine, Options, observed
+    from reconciler.plan import tracking_id
     from reconciler.source.git import GitSource
+    from reconciler.store import Store
 
     settings = _settings(args)
     if args.ssh_key_file:
@@ -722,11 +727,28 @@ _SYNC_EXIT = {
 }
 
 
+def _store_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A command that opens the state database: its errors are one line, and exit 2."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from reconciler.store import StoreError
+
+        try:
+            return handler(args)
+        except StoreError as err:
+            raise _ExitError(EXIT_ERROR, str(err)) from err
+
+    return run
+
+
+@_store_errors
 def _sync(args: argparse.Namespace) -> int:
     result = _engine(args).run("sync")
     return _SYNC_EXIT[result.outcome.value]
 
 
+@_store_errors
 def _run(args: argparse.Namespace) -> int:
     from reconciler.cluster.lease import lease_name
     from reconciler.daemon.service import DaemonOptions, ListenError, serve
@@ -752,7 +774,10 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@_store_errors
 def _history(args: argparse.Namespace) -> int:
+    from reconciler.store import Store
+
     runs = Store(args.state_db, readonly=True).runs(limit=args.limit, app=args.app)
     if args.output == "json":
         print(json.dumps(runs, indent=2))
@@ -790,7 +815,10 @@ def _history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@_store_errors
 def _status(args: argparse.Namespace) -> int:
+    from reconciler.store import Store, StoreError
+
     store = Store(args.state_db, readonly=True)
     if args.service is not None:
         return _service_status(store, args)
@@ -819,6 +847,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _service_status(store: Store, args: argparse.Namespace) -> int:
+    from reconciler.plan.health import service_view
+    from reconciler.store import StoreError
+
     short_name, _, version = args.service.partition("@")
     instances = service_view(store.statuses(), short_name, version or None)
     if not instances:
@@ -887,6 +918,8 @@ def _instance_lines(instance: str, info: dict[str, Any]) -> Iterator[str]:
 
 
 def _schema(_: argparse.Namespace) -> int:
+    from reconciler.spec.schema import json_schema
+
     print(json.dumps(json_schema(), indent=2))
     return EXIT_OK
 
@@ -918,7 +951,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (SourceError, SettingsError, StoreError) as err:
+    except (SourceError, SettingsError) as err:
         print(f"mico-reconciler: {err}", file=sys.stderr)
         return EXIT_ERROR
     except _ExitError as err:

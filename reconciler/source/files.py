@@ -1,6 +1,7 @@
 """Read a config path (a file, or a directory of mico.yaml / *.mico.yaml files).
 
-The same selection rule serves a path on disk and a path inside a git revision, so
+The same selection rule serves a path on disk and a path inside a git revision (see
+source.revision), so
 `validate` and `diff` always read the same files the daemon will. So does the rule for what
 is not a plain file: a symlink is followed only while its target stays inside the config
 tree (the path given, or --path in a revision), and a FIFO, socket, device, directory,
@@ -10,30 +11,18 @@ never echoed), never silently skipped: a skipped file would deploy a config with
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import posixpath
-import re
 import stat
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import git
 
 from reconciler.redact import redact
 from reconciler.spec import Problem, SpecError, select_config_files
-from reconciler.spec.problems import one_line, quote
+from reconciler.spec.problems import one_line
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
-#: Symlinks resolved in a row before a git path counts as a loop (Linux's limit).
-MAX_SYMLINK_HOPS = 40
 
-_OUTSIDE = "symlink to a path outside the config tree is not followed"
-_ZERO_ID = re.compile(r"^(0{40}|0{64})$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+OUTSIDE = "symlink to a path outside the config tree is not followed"
 _KINDS = {
     stat.S_IFDIR: "a directory",
     stat.S_IFIFO: "a FIFO",
@@ -41,20 +30,13 @@ _KINDS = {
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
 }
-# git tree entry modes
-_REGULAR, _EXECUTABLE, _SYMLINK, _GITLINK, _TREE = "100644", "100755", "120000", "160000", "040000"
 
 
 class SourceError(Exception):
     """The config cannot be read (missing path, bad revision, not a repository)."""
 
 
-class DamagedRepositoryError(SourceError):
-    """The repository itself cannot be read (not a repository, objects or refs that git cannot
-    read): a fault of the clone, never of the config in it."""
-
-
-class _RefusedError(Exception):
+class RefusedError(Exception):
     """One file named like a config file that is not read; the message becomes a problem."""
 
 
@@ -63,11 +45,8 @@ def shown(text: str) -> str:
     return one_line(redact(text))
 
 
-def _problem(name: str, message: str) -> Problem:
+def problem(name: str, message: str) -> Problem:
     return Problem(name, 1, 1, "(file)", message)
-
-
-# -- on disk --------------------------------------------------------------------------------------
 
 
 def read_path(path: Path) -> dict[str, bytes]:
@@ -84,16 +63,16 @@ def read_path(path: Path) -> dict[str, bytes]:
     if not _is_dir(path):  # a file named on the command line: its symlink is the user's
         try:
             return {str(path): _read_file(path)}
-        except _RefusedError as refused:
-            raise SpecError([_problem(str(path), str(refused))]) from refused
+        except RefusedError as refused:
+            raise SpecError([problem(str(path), str(refused))]) from refused
     files: dict[str, bytes] = {}
     problems: list[Problem] = []
     root = path.resolve()
     for name in _config_names(path, problems):
         try:
             files[str(path / name)] = _read_inside(path / name, root)
-        except _RefusedError as refused:
-            problems.append(_problem(str(path / name), str(refused)))
+        except RefusedError as refused:
+            problems.append(problem(str(path / name), str(refused)))
     if problems:
         raise SpecError(problems)
     if not files:
@@ -124,7 +103,7 @@ def _config_names(top: Path, problems: list[Problem]) -> list[str]:
 def _read_inside(path: Path, root: Path) -> bytes:
     """A file in the config tree; a symlink only when its target is inside `root` (resolved)."""
     if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(root):
-        raise _RefusedError(_OUTSIDE)
+        raise RefusedError(OUTSIDE)
     return _read_file(path)
 
 
@@ -133,254 +112,20 @@ def _read_file(path: Path) -> bytes:
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
-            raise _RefusedError(f"not a regular file ({_KINDS.get(stat.S_IFMT(info.st_mode), 'special')})")
+            raise RefusedError(f"not a regular file ({_KINDS.get(stat.S_IFMT(info.st_mode), 'special')})")
         if info.st_size > MAX_FILE_BYTES:
-            raise _RefusedError(f"larger than the limit of {MAX_FILE_BYTES} bytes")
+            raise RefusedError(f"larger than the limit of {MAX_FILE_BYTES} bytes")
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
         with os.fdopen(fd, "rb") as stream:
             if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):  # replaced since the stat
-                raise _RefusedError("not a regular file")
+                raise RefusedError("not a regular file")
             data = stream.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         if err.errno == errno.ENOENT and path.is_symlink():
-            raise _RefusedError("symlink to a file that does not exist") from err
+            raise RefusedError("symlink to a file that does not exist") from err
         if err.errno == errno.ELOOP:
-            raise _RefusedError("symlink loop") from err
-        raise _RefusedError(f"cannot be read: {err.strerror}") from err
+            raise RefusedError("symlink loop") from err
+        raise RefusedError(f"cannot be read: {err.strerror}") from err
     if len(data) > MAX_FILE_BYTES:
-        raise _RefusedError(f"larger than the limit of {MAX_FILE_BYTES} bytes")
+        raise RefusedError(f"larger than the limit of {MAX_FILE_BYTES} bytes")
     return data
-
-
-# -- in a git revision ----------------------------------------------------------------------------
-
-
-def read_revision(
-    repo_dir: Path,
-    revision: str,
-    path: str = ".",
-    blobs: dict[str, bytes] | None = None,
-    repo: git.Repo | None = None,
-) -> tuple[str, dict[str, bytes]]:
-    """(full commit id, files by repository path) of the config at one revision.
-
-    `blobs` (the daemon's, between reads) maps blob ids to contents: a file whose blob was read
-    before is not read again, and it is left holding exactly the blobs of this config. `repo`:
-    the repository already open (its `git cat-file` processes kept running), else one is opened
-    and closed.
-
-    Every failure, including a config file that cannot be read as one, is a one-line
-    SourceError: `diff` exits 2 for either, and the daemon applies nothing.
-    """
-    prefix = _repository_path(path)
-    with contextlib.nullcontext(repo) if repo is not None else _open(repo_dir) as repo:
-        commit = _commit(repo, repo_dir, revision)
-        try:
-            tree = _Tree.of(repo, commit, {} if blobs is None else blobs)
-            files, problems = tree.config(prefix, shown(path), quote(revision))
-            if blobs is not None:
-                blobs.clear()
-                blobs.update(tree.used)
-        except (git.GitCommandError, ValueError, OSError) as err:
-            where = shown(str(repo_dir))
-            raise DamagedRepositoryError(
-                f"{quote(revision)}: could not read {commit[:12]} in {where}: {git_reason(err)}"
-            ) from err
-    if problems:
-        raise SourceError(
-            f"the config at {quote(revision)} ({commit[:12]}) cannot be read: "
-            + "; ".join(shown(str(p)) for p in problems)
-        )
-    return commit, files
-
-
-def _repository_path(path: str) -> str:
-    """--path as a normalised path inside the repository ("" for the root): `./`, `config//x`
-    and `/config` are fine, a path that leaves the repository is not."""
-    normal = posixpath.normpath(path.lstrip("/") or ".")
-    if normal == ".." or normal.startswith("../"):
-        raise SourceError(f"{shown(path)}: the path leaves the repository")
-    return "" if normal == "." else normal
-
-
-def _open(repo_dir: Path) -> git.Repo:
-    try:
-        return git.Repo(repo_dir)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError, NotADirectoryError) as err:
-        raise DamagedRepositoryError(f"{shown(str(repo_dir))}: not a git repository") from err
-    except OSError as err:
-        raise DamagedRepositoryError(f"{shown(str(repo_dir))}: {err.strerror}") from err
-
-
-def git_reason(err: Exception) -> str:
-    """Why a git command failed, on one line (see `reason_line`)."""
-    text = str(err)
-    if isinstance(err, git.GitCommandError):  # gitpython shows it as "\n  stderr: '...'"
-        text = str(err.stderr or "").strip().removeprefix("stderr: '").removesuffix("'")
-    return reason_line(text) or type(err).__name__
-
-
-def reason_line(stderr: str) -> str:
-    """The line of git's stderr that says why: its last `fatal:` (the most specific), else its
-    first `error:`, else its first line."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    fatal = [line for line in lines if line.startswith("fatal:")]
-    error = [line for line in lines if line.startswith("error:")]
-    reason = fatal[-1] if fatal else (error or lines or [""])[0]
-    return shown(reason[:300])
-
-
-def _commit(repo: git.Repo, repo_dir: Path, revision: str) -> str:
-    """The commit a revision names, through git's own parser (reflogs, @{-1}, tags, ...)."""
-    where = shown(str(repo_dir))
-    if _ZERO_ID.match(revision):
-        raise SourceError(
-            f"{quote(revision)}: the all-zero id names no commit: GitHub sends it as `before` for a "
-            "new branch; compare with the default branch instead"
-        )
-    if not revision or revision.startswith("-") or _CONTROL.search(revision):
-        raise SourceError(f"{quote(revision)}: not a revision")
-    # the object first, then its commit: a suffix appended to the revision would change the
-    # meaning of forms such as `:/message`; a full id verifies even when no object has it
-    found = _answer(repo.git.rev_parse, "--verify", "--quiet", "--end-of-options", revision)
-    if found:
-        commit = _answer(repo.git.rev_parse, "--verify", "--quiet", found + "^{commit}")
-        if commit:
-            return commit
-        kind = _answer(repo.git.cat_file, "-t", found)
-        if kind:
-            raise SourceError(f"{quote(revision)}: names a {kind}, not a commit")
-    message = f"{quote(revision)}: no such revision in {where}"
-    if _shallow(repo):
-        message += (
-            ", a shallow clone whose history may end before it: fetch more with "
-            "`git fetch --deepen=N` or `git fetch --unshallow` (in GitHub Actions: "
-            "actions/checkout with `fetch-depth: 0`)"
-        )
-    raise SourceError(message) from None
-
-
-def _answer(command: Callable[..., Any], *args: str) -> str:
-    """A git command's output, or "" when git refuses."""
-    try:
-        return str(command(*args))
-    except git.GitCommandError:
-        return ""
-
-
-def _shallow(repo: git.Repo) -> bool:
-    try:
-        return bool(repo.git.rev_parse("--is-shallow-repository") == "true")
-    except git.GitCommandError:
-        return False
-
-
-@dataclass(frozen=True)
-class _Entry:
-    mode: str
-    sha: str
-
-
-@dataclass(frozen=True)
-class _Tree:
-    """Every entry of one commit's tree by path (directories too), read without a checkout."""
-
-    repo: git.Repo
-    entries: dict[str, _Entry]
-    #: Blob contents read before, by id
-    known: Mapping[str, bytes]
-    #: The blobs this tree's config is made of, by id
-    used: dict[str, bytes] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, repo: git.Repo, commit: str, known: Mapping[str, bytes]) -> _Tree:
-        listing = repo.git.ls_tree("-r", "-t", "-z", "--full-tree", commit, stdout_as_string=False)
-        entries = {}
-        for record in bytes(listing).split(b"\0"):
-            if record:
-                meta, _, name = record.partition(b"\t")
-                mode, _, sha = meta.decode().split(" ")
-                entries[name.decode(errors="backslashreplace")] = _Entry(mode, sha)
-        return cls(repo, entries, known)
-
-    def config(self, prefix: str, path: str, revision: str) -> tuple[dict[str, bytes], list[Problem]]:
-        """The config files below `prefix` (a file, or a directory), and the problems."""
-        try:
-            root = self._resolve(prefix)
-        except _RefusedError as refused:
-            raise SourceError(f"{path}: not followed at {revision}: {refused}") from refused
-        if root and root not in self.entries:
-            raise SourceError(f"{path}: not found at {revision}")
-        if root and self.entries[root].mode != _TREE:
-            try:
-                return {prefix: self._read(root)}, []
-            except _RefusedError as refused:
-                return {}, [_problem(prefix, str(refused))]
-        below = [name for name in self.entries if not root or name.startswith(root + "/")]
-        chosen = select_config_files(below)
-        if not chosen:
-            raise SourceError(f"{path}: no mico.yaml or *.mico.yaml file at {revision}")
-        files, problems = {}, []
-        for name in chosen:
-            try:
-                files[name] = self._read_inside(name, root)
-            except _RefusedError as refused:
-                problems.append(_problem(name, str(refused)))
-        return files, problems
-
-    def _read_inside(self, name: str, root: str) -> bytes:
-        if self.entries[name].mode != _SYMLINK:
-            return self._read(name)
-        target = self._resolve(name)
-        if root and not (target == root or target.startswith(root + "/")):
-            raise _RefusedError(_OUTSIDE)
-        if target not in self.entries:
-            raise _RefusedError("symlink to a file that does not exist")
-        return self._read(target)
-
-    def _read(self, name: str) -> bytes:
-        entry = self.entries[name]
-        if entry.mode == _TREE:
-            raise _RefusedError("not a regular file (a directory)")
-        if entry.mode == _GITLINK:
-            raise _RefusedError("not a regular file (a submodule)")
-        if entry.mode not in (_REGULAR, _EXECUTABLE):
-            raise _RefusedError("not a regular file")
-        data = self.known.get(entry.sha)
-        if data is None:
-            info = self.repo.odb.info(bytes.fromhex(entry.sha))
-            if info.size > MAX_FILE_BYTES:
-                raise _RefusedError(f"larger than the limit of {MAX_FILE_BYTES} bytes")
-            data = bytes(self.repo.odb.stream(bytes.fromhex(entry.sha)).read())
-        self.used[entry.sha] = data
-        return data
-
-    def _resolve(self, name: str) -> str:
-        """`name` with every symlink in it resolved inside the tree, as realpath does on disk.
-
-        A link's data is its target; an absolute target, or one that climbs above the
-        repository, names something outside it and is refused.
-        """
-        pending, resolved, hops = name.split("/"), "", 0
-        while pending:
-            part = pending.pop(0)
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if not resolved:
-                    raise _RefusedError(_OUTSIDE)
-                resolved = posixpath.dirname(resolved)
-                continue
-            candidate = posixpath.join(resolved, part)
-            entry = self.entries.get(candidate)
-            if entry is None or entry.mode != _SYMLINK:
-                resolved = candidate
-                continue
-            hops += 1
-            if hops > MAX_SYMLINK_HOPS:
-                raise _RefusedError("symlink loop")
-            target = self.repo.odb.stream(bytes.fromhex(entry.sha)).read().decode(errors="backslashreplace")
-            if target.startswith("/"):
-                raise _RefusedError(_OUTSIDE)
-            pending = target.split("/") + pending
-        return resolved

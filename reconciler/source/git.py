@@ -34,14 +34,8 @@ from typing import TypeVar
 import git
 
 from reconciler.redact import redact
-from reconciler.source.files import (
-    DamagedRepositoryError,
-    SourceError,
-    git_reason,
-    read_revision,
-    reason_line,
-    shown,
-)
+from reconciler.source.files import SourceError, shown
+from reconciler.source.revision import DamagedRepositoryError, git_reason, read_revision, reason_line
 from reconciler.spec.problems import quote
 
 log = logging.getLogger("mico_reconciler.source")

@@ -1,7 +1,7 @@
 """YAML documents with the position of every node, read as YAML 1.2.
 
-PyYAML's composer keeps a mark on each node; we walk the node tree once beside the constructed
-data so any later error can point at FILE:LINE:COL. Duplicate keys, non-string keys, alias
+PyYAML's composer keeps a mark on each node; one walk of the node tree checks it and builds the
+data, so any later error can point at FILE:LINE:COL. Duplicate keys, non-string keys, alias
 bombs and recursive aliases are rejected here, because PyYAML silently accepts them.
 
 Scalars are resolved by the YAML 1.2 core schema, as the editors that check files against the
@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +74,15 @@ def _core_tag(value: str) -> str:
     return _STR
 
 
+#: First characters of a plain scalar that a YAML 1.1 resolver may type ('' for the empty one).
+_YAML11_TYPED_START = frozenset(yaml.resolver.Resolver.yaml_implicit_resolvers)
+
+
 def reads_as_string(value: str) -> bool:
     """Whether a plain scalar is a string to YAML 1.1 and 1.2 readers alike (PyYAML, kubectl)."""
+    first = value[:1]
+    if first not in _TYPED_START and first not in _YAML11_TYPED_START:
+        return True  # most names and labels: no resolver looks further
     return _core_tag(value) == _STR and _yaml11_tag(value) in (_STR, "tag:yaml.org,2002:timestamp")
 
 
@@ -117,24 +124,27 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
         return _SEQ if kind is yaml.SequenceNode else _MAP
 
 
-def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
-    text: str = node.value
+def _int(text: str) -> int:
     if text.startswith(("0o", "0x")):
         return int(text[2:], 8 if text[1] == "o" else 16)
     return int(text)
 
 
-def _construct_float(loader: Any, node: yaml.ScalarNode) -> float:
-    text: str = node.value.lower()
+def _float(text: str) -> float:
+    text = text.lower()
     if text.endswith(".inf"):
         return -math.inf if text.startswith("-") else math.inf
     return math.nan if text == ".nan" else float(text)
 
 
-_Loader.add_constructor(_INT, _construct_int)
-_Loader.add_constructor(_FLOAT, _construct_float)
-_Loader.add_constructor(_BOOL, lambda loader, node: node.value.lower() == "true")
-_Loader.add_constructor(_NULL, lambda loader, node: None)
+#: The value of a scalar by its tag, once the walk has checked that its text matches the tag.
+_CONSTRUCT: dict[str, Callable[[str], Any]] = {
+    _NULL: lambda text: None,
+    _BOOL: lambda text: text.lower() == "true",
+    _INT: _int,
+    _FLOAT: _float,
+    _STR: str,
+}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -174,9 +184,12 @@ class Document:
 
 
 class _Walker:
-    def __init__(self, file: str) -> None:
+    """Checks each node and builds its value in the same pass: PyYAML's own constructor would
+    walk the tree a second time, slower than libyaml took to parse it."""
+
+    def __init__(self, file: str, *, keep_positions: bool) -> None:
         self.file = file
-        self.positions: dict[YamlPath, tuple[int, int]] = {}
+        self.positions: dict[YamlPath, tuple[int, int]] | None = {} if keep_positions else None
         self.problems: list[Problem] = []
         self.reported: set[YamlPath] = set()
         self._sizes: dict[int, tuple[int, int]] = {}
@@ -210,18 +223,26 @@ class _Walker:
         self.problems.append(Problem(self.file, line, column, field_path(path), message))
         self.reported.add(path)
 
-    def walk(self, node: yaml.Node, path: YamlPath) -> None:
+    def walk(self, node: yaml.Node, path: YamlPath) -> Any:
+        """The node's value; an alias is built again at each place it is used."""
         if isinstance(node, yaml.ScalarNode):
-            if node.tag != _STR:
-                self._check_scalar(node, path)
-        elif isinstance(node, yaml.SequenceNode):
+            tag = node.tag
+            if tag == _STR:
+                return node.value
+            self._check_scalar(node, path)
+            return _CONSTRUCT[node.tag](node.value)
+        if isinstance(node, yaml.SequenceNode):
             self._check_collection(node, path, _SEQ)
+            items = []
             for index, item in enumerate(node.value):
-                self.positions.setdefault((*path, index), _position(item))
-                self.walk(item, (*path, index))
-        elif isinstance(node, yaml.MappingNode):
-            self._check_collection(node, path, _MAP)
-            self._walk_mapping(node, path)
+                child = (*path, index)
+                if self.positions is not None:
+                    self.positions.setdefault(child, _position(item))
+                items.append(self.walk(item, child))
+            return items
+        assert isinstance(node, yaml.MappingNode)  # the composer makes no other kind
+        self._check_collection(node, path, _MAP)
+        return self._walk_mapping(node, path)
 
     def _check_scalar(self, node: yaml.ScalarNode, path: YamlPath) -> None:
         tag, value = node.tag, node.value
@@ -236,20 +257,23 @@ class _Walker:
             self.report(node, path, _unsupported(node.tag))
             node.tag = tag
 
-    def _walk_mapping(self, node: yaml.MappingNode, path: YamlPath) -> None:
+    def _walk_mapping(self, node: yaml.MappingNode, path: YamlPath) -> dict[str, Any]:
+        """Keys written here win over merged ones ('<<'), and an earlier merged mapping over a
+        later one, as YAML's merge key says."""
+        data: dict[str, Any] = {}
+        merged: dict[str, Any] = {}
         seen: dict[str, yaml.Node] = {}
         for index, (key_node, value_node) in enumerate(node.value):
             if key_node.tag == _MERGE:
-                merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-                if not all(isinstance(source, yaml.MappingNode) for source in merged):
-                    self.report(
-                        value_node, (*path, "<<"), "a merge ('<<') takes a mapping or a list of mappings"
-                    )
-                    node.value[index] = (yaml.ScalarNode(_STR, "<<", key_node.start_mark), value_node)
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                if all(isinstance(source, yaml.MappingNode) for source in sources):
+                    for source in sources:
+                        for key, value in self._walk_mapping(source, path).items():
+                            merged.setdefault(key, value)
                     continue
-                for source in merged:
-                    self._walk_mapping(source, path)
-                continue
+                self.report(value_node, (*path, "<<"), "a merge ('<<') takes a mapping or a list of mappings")
+                key_node = yaml.ScalarNode(_STR, "<<", key_node.start_mark)
+                node.value[index] = (key_node, value_node)
             if not isinstance(key_node, yaml.ScalarNode):
                 # a list or mapping as a key: reported, then replaced so the rest can be read
                 key_node = yaml.ScalarNode(
@@ -264,8 +288,10 @@ class _Walker:
                 self.report(key_node, child, f"duplicate key {quote(key)} (first at line {first_line})")
                 continue
             seen[key] = key_node
-            self.positions.setdefault(child, _position(key_node))
-            self.walk(value_node, child)
+            if self.positions is not None:
+                self.positions.setdefault(child, _position(key_node))
+            data[key] = self.walk(value_node, child)
+        return {**merged, **data} if merged else data
 
     def _key(self, key_node: yaml.ScalarNode, path: YamlPath) -> str:
         """The key as written; a key that is not a string is reported and made one."""
@@ -310,10 +336,9 @@ def _expansion_problem(walker: _Walker, node: yaml.Node, text: str) -> str | Non
 
 
 class _FoundAgain(Mapping[YamlPath, tuple[int, int]]):
-    """The node positions of a document the YAML stage found no problem in, found again by
-    parsing its file once more when first asked (a problem the models or the rules find in it,
-    now or in a later load): a daemon holding a config of hundreds of files keeps their bytes,
-    not a position for each of their nodes."""
+    """The node positions of a document, found again by parsing its file once more when first
+    asked (for a problem found in it, now or in a later load): a daemon holding a config of
+    hundreds of files keeps their bytes, not a position for each of their nodes."""
 
     def __init__(self, file: str, content: bytes, index: int) -> None:
         self._source = (file, content, index)
@@ -338,8 +363,7 @@ class _FoundAgain(Mapping[YamlPath, tuple[int, int]]):
 
 def parse(file: str, content: bytes, *, keep_positions: bool = False) -> tuple[list[Document], list[Problem]]:
     """Every document of one file, or the problems that stop it from being read. The positions
-    of a document without problems are kept only with `keep_positions`; else found again when
-    asked for."""
+    of its nodes are kept only with `keep_positions`; else found again when asked for."""
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -354,23 +378,17 @@ def parse(file: str, content: bytes, *, keep_positions: bool = False) -> tuple[l
             node = loader.get_node()
             if node is None:
                 continue
-            walker = _Walker(file)
+            walker = _Walker(file, keep_positions=keep_positions)
             if has_anchors and _expansion_problem(walker, node, text):
                 problems.extend(walker.problems)
                 continue
-            walker.positions[()] = _position(node)
-            walker.walk(node, ())
+            if walker.positions is not None:
+                walker.positions[()] = _position(node)
+            data = walker.walk(node, ())
             problems.extend(walker.problems)
-            try:
-                data = loader.construct_document(node)
-            except (yaml.YAMLError, ValueError, TypeError, OverflowError) as err:
-                # not expected after the walk; kept so no input can become a traceback
-                line, column = _position(node)
-                problems.append(Problem(file, line, column, "(document)", f"cannot read YAML: {err}"))
-                continue
-            positions: Mapping[YamlPath, tuple[int, int]] = walker.positions
-            if not (keep_positions or walker.problems):
-                positions = _FoundAgain(file, content, len(documents))
+            positions: Mapping[YamlPath, tuple[int, int]] = (
+                _FoundAgain(file, content, len(documents)) if walker.positions is None else walker.positions
+            )
             marks = Marks(file, positions)
             documents.append(Document(data, marks, len(documents), frozenset(walker.reported)))
     except yaml.MarkedYAMLError as err:

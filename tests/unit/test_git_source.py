@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.source import git as source_git
-from reconciler.source.files import DamagedRepositoryError, SourceError, reason_line
+from reconciler.source.files import SourceError
 from reconciler.source.git import DAMAGED_NOTE, GitSource, _summary
+from reconciler.source.revision import DamagedRepositoryError, reason_line
 from tests.helpers import alive, commit, git, new_repo
 
 

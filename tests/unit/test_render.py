@@ -3,12 +3,14 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciler.render import Settings, render
 from reconciler.render.manifest import to_documents, to_yaml
 from reconciler.spec import load
+from reconciler.spec.yamldoc import reads_as_string
 from tests.helpers import ROOT, dump, example_data, load_data
 
 BACK = "spring-boot-realworld-example-app"
@@ -287,3 +289,49 @@ def test_strings_a_yaml_1_2_reader_would_type_are_written_quoted() -> None:
     YAML 1.2, takes them for numbers and refuses the object."""
     text = to_yaml({"env": ["1e3", "123e4567", "0x1F", "on", "12", "hello", ""]})
     assert text == "env:\n- '1e3'\n- '123e4567'\n- '0x1F'\n- 'on'\n- '12'\n- hello\n- ''\n"
+
+
+class _GenericDumper(yaml.CSafeDumper):  # type: ignore[misc,name-defined]
+    """PyYAML's own representer with the quoting rule, and the same (libyaml) emitter: what
+    `to_documents` must write, byte for byte."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+_GenericDumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", value, style=None if reads_as_string(value) else "'"
+    ),
+)
+
+object_values: st.SearchStrategy[Any] = st.recursive(
+    st.booleans()
+    | st.integers()
+    | st.text(max_size=20)
+    | st.sampled_from(["1e3", "on", "0x1F", "012", "~", "", "- x", "a: b"])
+    | st.none()
+    | st.floats(allow_nan=False),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@given(st.lists(st.dictionaries(st.text(max_size=12), object_values, max_size=5), max_size=3))
+def test_objects_are_written_as_pyyamls_representer_writes_them(objects: list[dict[str, Any]]) -> None:
+    shared = {"shared": ["x"]}  # the same sub-object twice: written out in full, never an alias
+    objects = [*objects, {"a": shared, "b": shared}]
+    expected = yaml.dump_all(
+        objects,
+        Dumper=_GenericDumper,
+        explicit_start=True,
+        sort_keys=True,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=120,
+    )
+    assert to_documents(objects) == expected
+    assert list(yaml.safe_load_all(expected)) == objects

@@ -129,3 +129,38 @@ def test_a_document_with_a_bad_node_is_still_read_for_its_other_problems() -> No
     assert [(p.line, p.column, p.field) for p in problems] == [(1, 4, "a"), (3, 6, "b.c")]
     assert documents[0].data == {"a": "x", "b": {"c": "1"}}
     assert documents[0].reported == {("a",), ("b", "c")}
+
+
+def test_merged_keys_yield_to_written_ones_and_earlier_merges_to_later_ones() -> None:
+    text = b"a: &a {x: 1, y: 1}\nb: &b {x: 2, z: 2}\nc:\n  <<: [*a, *b]\n  y: 3\n"
+    (document,), problems = parse("f.yaml", text)
+    assert problems == []
+    assert document.data["c"] == {"x": 1, "y": 3, "z": 2}
+    assert document.data == yaml.load(text, Loader=yaml.CSafeLoader)
+
+
+def test_an_alias_is_a_copy_at_each_place_it_is_used() -> None:
+    (document,), _ = parse("f.yaml", b"a: &a {x: [1]}\nb: *a\n")
+    document.data["b"]["x"].append(2)
+    assert document.data["a"] == {"x": [1]}
+
+
+@given(json_values)
+def test_a_plain_tree_reads_as_pyyaml_reads_it_with_every_position_found(value: Any) -> None:
+    """Where YAML 1.1 and 1.2 agree (no problem reported), the one-pass walk builds what PyYAML's
+    own constructor builds, and every path in it has a position, kept or found again."""
+    text = yaml.safe_dump({"root": value}).encode()
+    kept, problems = parse("f.yaml", text, keep_positions=True)
+    if problems:
+        return
+    found_again, _ = parse("f.yaml", text)
+    assert kept[0].data == found_again[0].data == yaml.load(text, Loader=yaml.CSafeLoader)
+    assert dict(found_again[0].marks.positions) == dict(kept[0].marks.positions)
+
+    def paths(node: Any, path: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        children = (
+            node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+        )
+        return [path] + [p for key, child in children for p in paths(child, (*path, key))]
+
+    assert set(paths(kept[0].data, ())) <= set(kept[0].marks.positions)
