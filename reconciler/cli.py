@@ -751,8 +751,10 @@ def _sync(args: argparse.Namespace) -> int:
 @_store_errors
 def _run(args: argparse.Namespace) -> int:
     from reconciler.cluster.lease import lease_name
+    from reconciler.daemon.memory import limit_malloc_arenas
     from reconciler.daemon.service import DaemonOptions, ListenError, serve
 
+    limit_malloc_arenas()  # before _engine starts the watch threads
     secret = _webhook_secret(args)
     engine = _engine(args, watch=True)
     host, port = args.listen

@@ -254,7 +254,9 @@ class Engine:
             gc.collect()
             self._collected_at = now
         else:
-            gc.collect(1)  # this run's own young garbage first: frozen, cycles would stay
+            # what is not frozen came into being since the last run: a full collection looks at
+            # that alone, and frees this run's cycles that reached the oldest generation too
+            gc.collect()
         gc.freeze()
 
     def _work(self) -> dict[str, int]:
@@ -384,7 +386,7 @@ class Engine:
         vanished: list[str] = []
         try:
             self._check_fence()
-            existing = self.kafka.topics()
+            existing = self.kafka.topics(wanted.keys() | managed)
             decided = topics.plan(
                 wanted,
                 existing,

@@ -8,8 +8,9 @@ so the caller can retry with backoff while the rest of the run goes on.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from reconciler.plan.topics import TopicInfo
@@ -31,17 +32,25 @@ class TopicAdmin:
             }
         )
 
-    def topics(self) -> dict[str, TopicInfo]:
-        try:
-            metadata = self._client.list_topics(timeout=self.timeout)
-        except KafkaException as err:
-            raise KafkaUnavailable(f"listing topics failed: {err.args[0]}") from err
+    def topics(self, names: Iterable[str]) -> dict[str, TopicInfo]:
+        """The settings of those of `names` that exist. Only they are asked for: a shared
+        cluster's other topics (thousands, often) would cost the broker, the network and the
+        daemon's memory for nothing."""
+        names = sorted(set(names))
+        if not names:
+            return {}
+        futures = self._client.describe_topics(TopicCollection(names), request_timeout=self.timeout)
         found = {}
-        for name, topic in metadata.topics.items():
-            if topic.error is not None or name.startswith("__"):
-                continue
-            replicas = max((len(p.replicas) for p in topic.partitions.values()), default=0)
-            found[name] = TopicInfo(partitions=len(topic.partitions), replication_factor=replicas)
+        for name, future in futures.items():
+            try:
+                description = self._result(future)
+            except KafkaException as err:
+                error = err.args[0]
+                if isinstance(error, KafkaError) and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    continue
+                raise KafkaUnavailable(f"describing topic {name} failed: {error}") from err
+            replicas = max((len(p.replicas) for p in description.partitions), default=0)
+            found[name] = TopicInfo(partitions=len(description.partitions), replication_factor=replicas)
         return found
 
     def create(
@@ -76,9 +85,16 @@ class TopicAdmin:
             for name, future in futures.items()
         }
 
+    def _result(self, future: Any) -> Any:
+        """The future's result; librdkafka's own timeout comes first, this one only if it hangs."""
+        try:
+            return future.result(timeout=self.timeout + 5)
+        except TimeoutError as err:
+            raise KafkaUnavailable(f"no answer from the broker in {self.timeout + 5:.0f}s") from err
+
     def _outcome(self, future: object, *, allowed: int) -> str | None:
         try:
-            future.result(timeout=self.timeout)  # type: ignore[attr-defined]
+            self._result(future)
         except KafkaException as err:
             error = err.args[0]
             if isinstance(error, KafkaError) and error.code() == allowed:
