@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-unit lint schema golden bench bench-reconcile bench-platform demo platform platform-down platform-clean image chart-tools chart-rbac chart-test clean
+.PHONY: install test test-unit lint schema golden bench bench-memory bench-reconcile bench-platform demo platform platform-down platform-clean image chart-tools chart-rbac chart-test clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ golden: install ## regenerate the golden render of the example after an intended
 
 bench: install ## validate/render of a generated 1,000-service config
 	$(BIN)/python bench/spec_bench.py --services 1000
+
+bench-memory: install ## the memory the daemon's libraries take once imported: the floor under its RSS
+	$(BIN)/python bench/memory_floor.py
 
 demo: install platform ## the platform, the example in its git server, the daemon reconciling it
 	bash hack/demo.sh
