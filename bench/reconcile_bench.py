@@ -158,6 +158,7 @@ class Api:
                 return
             for url in left:
                 self.pool.request("DELETE", url)
+            time.sleep(1)  # objects the DELETE removed may still be listed for a moment
         sys.exit(f"{namespace}: objects still there after 30 minutes of deleting them")
 
     def watch(self, namespace: str, seen: Callable[[dict[str, Any]], None], stop: threading.Event) -> None:
