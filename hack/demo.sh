@@ -55,12 +55,12 @@ step "merged: a signed GitHub-style webhook brings it in"
 body='{"ref":"refs/heads/main"}'
 signature=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$(cat "$demo/webhook-secret")" | sed 's/^.* //')
 curl -s -o /dev/null -w "webhook answered %{http_code}\n" -H "X-GitHub-Event: push" \
-  -H "X-Hub-Signature-256: sha256=$signature" -d "$body" "$api/webhook/github"
-for _ in $(seq 20); do
-  $kubectl -n mico-workspace get deploy -l ust.mico/name=spring-boot-realworld-example-app \
-    -o jsonpath='{.items[0].spec.replicas}' | grep -qx 3 && break
-  sleep 0.25
-done
+  -H "Content-Type: application/json" -H "X-Hub-Signature-256: sha256=$signature" -d "$body" \
+  "$api/webhook/github"
+scaled() { $kubectl -n mico-workspace get deploy -l ust.mico/name=spring-boot-realworld-example-app \
+  -o jsonpath='{.items[0].spec.replicas}' | grep -qx 3; }
+for _ in $(seq 20); do scaled && break; sleep 0.25; done
+scaled || { echo "the webhook's commit was not applied in 5 s; see .platform/logs/demo-daemon.log"; exit 1; }
 $kubectl -n mico-workspace get deployments,services
 
 cat <<TXT
