@@ -71,6 +71,8 @@ WEBHOOK_COMMITS = 10
 #: The N the targets are set at (issue 13): at it, the spec benchmark runs too, and the bare
 #: client applies once more with 4 times the concurrency.
 TARGET_N = 1000
+#: The bare client's first apply measured again just before a layout's engine (its first sync's floor).
+JUST_BEFORE = "bare client first apply, just before"
 SECRET = b"bench-webhook-secret"
 #: Runs on an unchanged commit are triggered as the daemon's schedule triggers them; a full
 #: pass as a webhook does (a webhook never repeats a settled run).
@@ -304,15 +306,32 @@ def control_plane_seconds() -> float:
 
 def bare_apply(api: Api, bodies: list[tuple[str, bytes]], concurrency: int) -> dict[str, Any]:
     """Every body applied by `concurrency` threads; how busy the control plane was meanwhile."""
-    cpu = control_plane_seconds()
+    cpu, own = control_plane_seconds(), time.process_time()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         seconds = timed(lambda: list(pool.map(lambda b: api.apply(*b), bodies)))
     return {
         "seconds": seconds,
         "requests": len(bodies),
         "control plane cores busy": (control_plane_seconds() - cpu) / seconds,
+        "client CPU seconds": time.process_time() - own,
         "concurrency": concurrency,
     }
+
+
+def bodies_in(objects: list[dict[str, Any]], namespace: str) -> list[tuple[str, bytes]]:
+    """Each object's path and serialized body, moved into `namespace`."""
+    moved = [{**o, "metadata": {**o["metadata"], "namespace": namespace}} for o in objects]
+    return [(path_of(m), orjson.dumps(m)) for m in moved]
+
+
+def bare_apply_again(env: dict[str, str], objects: list[dict[str, Any]], namespace: str) -> dict[str, Any]:
+    """The bare first apply once more, just before an engine's first sync: the apiserver's speed
+    drifts within a run (etcd's history of the phases before grows until it is compacted), so
+    each first sync is set against a floor measured next to it."""
+    api = Api(env["KUBECONFIG"], pool=CONCURRENCY)
+    result = bare_apply(api, bodies_in(objects, namespace), CONCURRENCY)
+    api.delete_all(namespace)
+    return result
 
 
 def apply_floors(
@@ -321,16 +340,11 @@ def apply_floors(
     """The bare concurrent first apply of every object (`wider`: again, into a second namespace,
     with 4 times the concurrency), then one PATCH of one changed Deployment."""
     api = Api(env["KUBECONFIG"], pool=4 * CONCURRENCY)
-
-    def bodies(into: str) -> list[tuple[str, bytes]]:
-        moved = [{**o, "metadata": {**o["metadata"], "namespace": into}} for o in objects]
-        return [(path_of(m), orjson.dumps(m)) for m in moved]
-
-    results = {"bare client first apply": bare_apply(api, bodies(namespace), CONCURRENCY)}
+    results = {"bare client first apply": bare_apply(api, bodies_in(objects, namespace), CONCURRENCY)}
     if wider:
         kubectl(env, "create", "namespace", f"{namespace}-w")
         results["bare client first apply, 4x concurrency"] = bare_apply(
-            api, bodies(f"{namespace}-w"), 4 * CONCURRENCY
+            api, bodies_in(objects, f"{namespace}-w"), 4 * CONCURRENCY
         )
         api.delete_all(f"{namespace}-w")
         kubectl(env, "delete", "namespace", f"{namespace}-w", "--wait=false")
@@ -405,7 +419,7 @@ def engine_child(args: argparse.Namespace) -> dict[str, Any]:
             options=options,
         )
 
-    def figures(run: RunResult) -> dict[str, Any]:
+    def figures(run: RunResult, cpu: float | None = None) -> dict[str, Any]:
         if run.outcome.value != "succeeded":
             sys.exit(f"a run failed: {run.error}")
         writes = sum(
@@ -419,6 +433,7 @@ def engine_child(args: argparse.Namespace) -> dict[str, Any]:
             "stages": run.stages,
             "work": run.work,
             "repeated": run.repeated,
+            **({"CPU seconds": cpu} if cpu is not None else {}),
         }
 
     def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -426,7 +441,9 @@ def engine_child(args: argparse.Namespace) -> dict[str, Any]:
         return sorted(runs, key=lambda r: r["applied after"] or r["seconds"])[len(runs) // 2]
 
     daemon = engine("daemon.db", watch=True)
-    results: dict[str, Any] = {"first sync": figures(daemon.run(FULL))}
+    own = time.process_time()  # the engine's threads and its cache's watches
+    first = daemon.run(FULL)
+    results: dict[str, Any] = {"first sync": figures(first, time.process_time() - own)}
     daemon.run(FULL)  # compares each object once, after the first sync
     results["full pass"] = figures(daemon.run(FULL))
     resyncs = [figures(daemon.run(SCHEDULE)) for _ in range(REPEATS)]
@@ -641,6 +658,7 @@ def one_n(services: int, layouts: list[str]) -> dict[str, Any]:
         for kind, repo in repos.items():
             state = scratch / f"{kind}.json"
             state.write_text(json.dumps(repo.data))
+            just_before = bare_apply_again(env, objects, namespaces["floor"])
             result[kind] = run_child(
                 "--child",
                 "--layout",
@@ -654,6 +672,7 @@ def one_n(services: int, layouts: list[str]) -> dict[str, Any]:
                 "--data",
                 str(state),
             )
+            result[kind][JUST_BEFORE] = just_before
             repo.data = json.loads(state.read_text())
         result[layouts[0]].update(webhook_commits(env, main, namespaces[layouts[0]], scratch))
         for kind in layouts:
@@ -720,6 +739,15 @@ def report(rows: list[dict[str, Any]]) -> str:
                 ["one server-side apply PATCH", f"{patch:.3f}", "1"],
                 ["bare concurrent client, first apply", f"{bare['seconds']:.2f}", f"{bare['requests']:,}"],
                 *(
+                    [
+                        f"bare concurrent client, first apply again, just before the `{kind}` engine's",
+                        f"{row[kind][JUST_BEFORE]['seconds']:.2f}",
+                        f"{row[kind][JUST_BEFORE]['requests']:,}",
+                    ]
+                    for kind in ("files", "single")
+                    if JUST_BEFORE in row.get(kind, {})
+                ),
+                *(
                     [f"`kubectl apply --server-side`, {which}", f"{m['seconds']:.2f}", f"{m['requests']:,}"]
                     for which, m in (("first", kube_first), ("repeat", kube_repeat))
                     if m["seconds"] is not None
@@ -732,9 +760,10 @@ def report(rows: list[dict[str, Any]]) -> str:
         for kind in layouts:
             r = row[kind]
             change, first = r["one-replica change"], r["first sync"]
+            beside = r.get(JUST_BEFORE, bare)["seconds"]
             cases = [
-                ("first sync, until applied", first, first["applied after"], bare["seconds"], kube_first),
-                ("first sync, whole run (topics too)", first, first["seconds"], bare["seconds"], kube_first),
+                ("first sync, until applied", first, first["applied after"], beside, kube_first),
+                ("first sync, whole run (topics too)", first, first["seconds"], beside, kube_first),
                 (
                     "one-replica change, until applied",
                     change,
@@ -801,7 +830,8 @@ def report(rows: list[dict[str, Any]]) -> str:
         if "daemon peak RSS MiB" in row[layouts[0]]:
             rss += f"; the daemon (`run`, `{layouts[0]}`) {row[layouts[0]]['daemon peak RSS MiB']:.0f} MiB"
         lines.append(
-            f"Peak RSS: {rss}. The floor of a first sync is the bare client's first apply; of a change, "
+            f"Peak RSS: {rss}. The floor of a first sync is the bare client's first apply measured just "
+            "before it; of a change, "
             "`git fetch` of a new commit plus one PATCH; of a no-op, `git fetch` with nothing new."
         )
     for row in rows:
@@ -879,7 +909,7 @@ def targets(row: dict[str, Any]) -> list[str]:
     """Each target of issue 13 beside what this run measured."""
     floors, r, spec = row["floors"], row["files"], row["spec"]
     change_floor = floors["git fetch (new commit)"] + floors["one PATCH"]
-    bare = floors["bare client first apply"]["seconds"]
+    bare = r.get(JUST_BEFORE, floors["bare client first apply"])["seconds"]
     kube = row["kubectl first apply"]["seconds"]
     first = r["first sync"]["applied after"]
 
@@ -926,6 +956,16 @@ def targets(row: dict[str, Any]) -> list[str]:
             f"`render` {seconds['mico-reconciler render']:.2f} s, the libyaml parse "
             f"{spec['seconds'][BASELINE]:.2f} s (median of {spec['runs']} fresh processes, single file, "
             f"{spec['lines']:,} lines).",
+        ]
+    beside = r.get(JUST_BEFORE)
+    if beside and "CPU seconds" in r["first sync"]:
+        lines += [
+            "",
+            f"CPU of the first sync at this N: the engine's process {r['first sync']['CPU seconds']:.2f} s "
+            f"(its apply threads, the watches of its cache, parse, render, plan and record) for "
+            f"{first:.2f} s until applied; the bare client's {beside['client CPU seconds']:.2f} s for its "
+            f"{beside['seconds']:.2f} s, the control plane keeping {beside['control plane cores busy']:.2f} "
+            f"of the {os.cpu_count()} cores busy meanwhile.",
         ]
     return lines
 
@@ -993,7 +1033,10 @@ def main() -> None:
         return
     rows = []
     if args.from_results:
-        rows = json.loads((RESULTS / "reconcile.json").read_text())
+        saved = RESULTS / "reconcile.json"
+        if not saved.is_file():
+            sys.exit(f"{saved}: no results saved yet; run the benchmark first")
+        rows = json.loads(saved.read_text())
     for services in [] if args.from_results else args.services:
         layouts = ["files", "single"] if services <= args.single_up_to else ["files"]
         rows.append(one_n(services, layouts))

@@ -14,6 +14,7 @@ missed meanwhile arrive in order (deletes included) or a 410 makes it list again
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from reconciler.plan import Manifest, ObjectRef
 
 log = logging.getLogger("mico_reconciler.cache")
 WATCH_SECONDS = 300
-PAGE = 500
+PAGE = 100
 
 
 class _GoneError(Exception):
@@ -135,7 +136,8 @@ class ObjectCache:
 
     def _relist(self, resource: resources.Resource, namespace: str) -> str:
         """One LIST, in pages of PAGE objects so a namespace of thousands of pods never sits in
-        memory twice (raw and slimmed)."""
+        memory twice (raw and slimmed): a page's garbage is what start-up leaves the daemon
+        holding, so pages are small, for a few more requests once."""
         key = (resource.kind, namespace)
         objects: dict[str, Manifest] = {}
         token = ""
@@ -230,10 +232,28 @@ def _reason(err: Exception) -> str:
 
 def slim(obj: Manifest) -> Manifest:
     """What the reconciler reads of a cached object: managedFields never; of a Pod only what its
-    status needs. Keeps the daemon's memory flat when thousands of pods run."""
+    status needs; each string once (see `_share_strings`). Keeps the daemon's memory flat when
+    thousands of objects and pods are cached."""
     obj["metadata"].pop("managedFields", None)
-    if obj.get("kind") != "Pod":
-        return obj
+    if obj.get("kind") == "Pod":
+        obj = _pod_status(obj)
+    _share_strings(obj)
+    return obj
+
+
+def _share_strings(value: dict[str, Any] | list[Any]) -> None:
+    """Replace each string value by its interned copy: the same label values, tracking
+    annotation, environment values and server defaults recur in every cached object, and a
+    decoded JSON object holds a copy of each."""
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if type(item) is str:
+            value[key] = sys.intern(item)  # type: ignore[index]
+        elif isinstance(item, dict | list):
+            _share_strings(item)
+
+
+def _pod_status(obj: Manifest) -> Manifest:
     meta, status = obj["metadata"], obj.get("status", {})
     return {
         "apiVersion": "v1",
