@@ -5,7 +5,10 @@ Generates N services in N/5 applications (Kafka services, shared instances, conn
 source builds), then times the real CLI commands end to end (fresh process each run, the
 way CI calls them) and, as the baseline measured in the same run, a bare libyaml `yaml.load` of
 the same file in a fresh process. Reports the median of --runs, ratios to the baseline and
-peak RSS. The pure core makes no Kubernetes API request, so none are counted here.
+peak RSS. Beside them, in this process, the plan's cost per object: every rendered object
+compared with an identical live copy (the worst case, nothing verified before), best of --runs,
+so the growth of the pure core can be told apart from the apiserver's. The pure core makes no
+Kubernetes API request, so none are counted here.
 
     python bench/spec_bench.py --services 1000
 """
@@ -13,6 +16,7 @@ peak RSS. The pure core makes no Kubernetes API request, so none are counted her
 from __future__ import annotations
 
 import argparse
+import copy
 import resource
 import statistics
 import subprocess
@@ -131,6 +135,7 @@ def measure(services: int, runs: int) -> dict[str, Any]:
             medians[name] = statistics.median(times)
             outputs[name] = out
         lines = config.read_text().count("\n")
+        plan_cost = plan_seconds_per_object(config.read_text(), runs)
     return {
         "services": services,
         "lines": lines,
@@ -138,8 +143,30 @@ def measure(services: int, runs: int) -> dict[str, Any]:
         "runs": runs,
         "seconds": medians,
         "ratios": {name: seconds / medians[BASELINE] for name, seconds in medians.items()},
+        "plan microseconds per object": plan_cost * 1e6,
         "peak RSS MiB": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
+
+
+def plan_seconds_per_object(config: str, runs: int) -> float:
+    from reconciler.plan import ObjectRef, compute, stamp
+    from reconciler.render import Settings, render
+    from reconciler.spec import load
+
+    desired = stamp(render(load({"mico.yaml": config.encode()}), Settings(), built={}), "bench")
+    live = {}
+    for version, obj in enumerate(desired):
+        copied = copy.deepcopy(obj)
+        copied["metadata"]["resourceVersion"] = str(version)
+        live[ObjectRef.of(obj)] = copied
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        plan = compute(desired, live, tracking="bench", last_applied={})
+        best = min(best, time.perf_counter() - started)
+    if plan.actions or plan.compared != len(desired):
+        sys.exit(f"the plan of identical objects is not empty: {len(plan.actions)} actions")
+    return best / len(desired)
 
 
 BASELINE = "baseline: yaml.load (libyaml)"
@@ -162,6 +189,8 @@ def main() -> None:
     print(f"{'command':<28} {'seconds':>8} {'x baseline':>11}")
     for name, seconds in found["seconds"].items():
         print(f"{name:<28} {seconds:>8.2f} {found['ratios'][name]:>11.2f}")
+    per_object = found["plan microseconds per object"]
+    print(f"plan, every object compared with its live copy: {per_object:.1f} µs per object")
     print(f"peak RSS of the slowest child: {found['peak RSS MiB']:.0f} MiB")
 
 

@@ -31,7 +31,8 @@ from reconciler.render import settings as render_settings
 from reconciler.render.manifest import to_documents
 from reconciler.render.settings import SettingsError
 from reconciler.source.files import SourceError, read_path
-from reconciler.spec import Spec, SpecError, load
+from reconciler.spec import Spec, SpecError, load, model
+from reconciler.spec.problems import github_annotation, one_line
 
 # What only some commands need is imported in their handlers: `validate` and `render` start
 # without git, SQLite, the Kubernetes client or the review tools.
@@ -56,6 +57,8 @@ EXIT_CODES: dict[str, dict[int, str]] = {
         EXIT_NO: "changes",
         EXIT_ERROR: f"{_USAGE}, an unknown revision, or an invalid config at either revision "
         "(its problems are printed)",
+        EXIT_FAILED: "--live: the cluster cannot be read or refused a dry run (also a missing or "
+        "malformed kubeconfig)",
     },
     "sync": {
         EXIT_OK: "converged",
@@ -80,6 +83,17 @@ EXIT_CODES: dict[str, dict[int, str]] = {
         EXIT_ERROR: f"{_USAGE}, no state database, or {_STATE_DB}",
     },
     "schema": {EXIT_OK: "printed", EXIT_ERROR: "usage error"},
+    "import": {
+        EXIT_OK: "entries printed (or written with --write)",
+        EXIT_NO: "nothing to import (no release tag with the Dockerfile), or --write refused a duplicate",
+        EXIT_ERROR: f"{_USAGE}, a repository that cannot be listed or fetched, or a file that cannot be "
+        "read or written",
+    },
+    "graph": {
+        EXIT_OK: "drawn",
+        EXIT_NO: "invalid config, or no application of that name",
+        EXIT_ERROR: f"{_USAGE}, or an I/O error",
+    },
 }
 
 _VALIDATE_EXAMPLES = """\
@@ -120,6 +134,21 @@ examples:
   mico-reconciler status --state-db state.db realworld --output json
 
 the state database is opened read-only: reading it never changes it, even while a daemon writes it.
+"""
+_GRAPH_EXAMPLES = """\
+examples:
+  mico-reconciler graph examples/mico.yaml                      # Mermaid, for a Markdown page
+  mico-reconciler graph config/ --app realworld --format svg > realworld.svg
+  mico-reconciler graph config/ --format dot | dot -Tpng > apps.png   # Graphviz, if installed
+"""
+_IMPORT_EXAMPLES = """\
+examples:
+  mico-reconciler import https://github.com/UST-MICO/msg-validator.git          # the latest release
+  mico-reconciler import https://github.com/UST-MICO/msg-validator.git --tag 'v1.*' --write config/mico.yaml
+  mico-reconciler import git@example.com:team/api.git --all-tags --dockerfile docker/Dockerfile
+
+a version tag is a MICO version (v1.2.3, 1.2.3); each one whose tree holds the Dockerfile becomes a
+`services:` entry built from it. --write keeps the file's comments and order.
 """
 _SCHEMA_EXAMPLES = """\
 examples:
@@ -242,6 +271,22 @@ def _lease_name(text: str) -> str:
     return text
 
 
+def _contract(pattern: str, length: int) -> Callable[[str], str]:
+    """A value that goes into a mico.yaml entry, checked as the contract checks it (the message
+    says what is expected, never echoes the value: a URL may hold a token)."""
+
+    def parse(text: str) -> str:
+        if len(text) > length or not re.fullmatch(pattern, text):
+            raise argparse.ArgumentTypeError(f"expected {model.PATTERN_HELP[pattern]}")
+        return text
+
+    return parse
+
+
+_source_url = _contract(model.GIT_URL_PATTERN, 2048)
+_relative_path = _contract(model.RELATIVE_PATH_PATTERN, 1024)
+_short_name = _contract(model.SHORT_NAME_PATTERN, 54)
+_port = _number(int, "a port from 1 to 65535", lambda v: 1 <= v <= 65535)
 _POSITIVE_SECONDS = _number(float, "a number of seconds > 0", lambda v: v > 0)
 _SECONDS = _number(float, "a number of seconds >= 0", lambda v: v >= 0)
 _POSITIVE_INTEGER = _number(int, "an integer >= 1", lambda v: v >= 1)
@@ -288,6 +333,60 @@ def _option(parser: argparse._ActionsContainer, flag: str, **kwargs: Any) -> Non
     parser.add_argument(flag, **kwargs)
 
 
+def _add_plan_options(group: argparse._ActionsContainer) -> None:
+    """What decides the plan: shared by the daemon, `sync` and `diff --live`, so a live diff
+    plans as the daemon it previews."""
+    _option(
+        group,
+        "--max-prune-fraction",
+        type=_FRACTION,
+        default=0.5,
+        help="refuse a run that would delete more than this share of the managed objects",
+    )
+    _option(
+        group,
+        "--force-prune",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="delete even past --max-prune-fraction",
+    )
+    _option(
+        group,
+        "--conflicts",
+        choices=("force", "fail"),
+        default="force",
+        help="server-side apply conflicts with other field managers: take the fields over, or fail",
+    )
+    _option(
+        group,
+        "--topics",
+        choices=("admin", "strimzi", "off"),
+        default="admin",
+        help="create the Kafka topics the config names through the Admin API, declare them as Strimzi "
+        "KafkaTopic resources, or leave topics alone",
+    )
+    _option(
+        group, "--strimzi-cluster", default="my-cluster", help="the strimzi.io/cluster label of KafkaTopics"
+    )
+    _option(
+        group, "--topic-partitions", type=_POSITIVE_INTEGER, default=1, help="partitions of created topics"
+    )
+    _option(
+        group,
+        "--topic-replication-factor",
+        type=_POSITIVE_INTEGER,
+        default=1,
+        help="replication factor of created topics",
+    )
+    _option(
+        group,
+        "--topic-deletion",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="delete topics the config no longer names (default: keep and report them as orphaned)",
+    )
+
+
 def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> None:
     group = parser.add_argument_group("reconcile")
     _option(
@@ -323,27 +422,7 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
         default=True,
         help="revert changes made outside the reconciler",
     )
-    _option(
-        group,
-        "--max-prune-fraction",
-        type=_FRACTION,
-        default=0.5,
-        help="refuse a run that would delete more than this share of the managed objects",
-    )
-    _option(
-        group,
-        "--force-prune",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="delete even past --max-prune-fraction",
-    )
-    _option(
-        group,
-        "--conflicts",
-        choices=("force", "fail"),
-        default="force",
-        help="server-side apply conflicts with other field managers: take the fields over, or fail",
-    )
+    _add_plan_options(group)
     _option(group, "--concurrency", type=_POSITIVE_INTEGER, default=8, help="objects applied in parallel")
     _option(
         group, "--build-concurrency", type=_POSITIVE_INTEGER, default=2, help="image builds run in parallel"
@@ -357,38 +436,10 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
     )
     _option(
         group,
-        "--topics",
-        choices=("admin", "strimzi", "off"),
-        default="admin",
-        help="create the Kafka topics the config names through the Admin API, declare them as Strimzi "
-        "KafkaTopic resources, or leave topics alone",
-    )
-    _option(
-        group, "--strimzi-cluster", default="my-cluster", help="the strimzi.io/cluster label of KafkaTopics"
-    )
-    _option(
-        group,
         "--kafka-admin-bootstrap-servers",
         type=_setting("kafka_bootstrap_servers", str),
         default=None,
         help="where the reconciler reaches Kafka (default: --kafka-bootstrap-servers, as the workloads do)",
-    )
-    _option(
-        group, "--topic-partitions", type=_POSITIVE_INTEGER, default=1, help="partitions of created topics"
-    )
-    _option(
-        group,
-        "--topic-replication-factor",
-        type=_POSITIVE_INTEGER,
-        default=1,
-        help="replication factor of created topics",
-    )
-    _option(
-        group,
-        "--topic-deletion",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="delete topics the config no longer names (default: keep and report them as orphaned)",
     )
     _option(
         group,
@@ -471,7 +522,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     validate.add_argument("path", type=_path, help="a mico.yaml file or a directory")
-    validate.add_argument("--output", default="text", **_choices("text", "json"))
+    validate.add_argument(
+        "--output",
+        default="text",
+        help="github: one GitHub Actions annotation per problem, shown on the changed line",
+        **_choices("text", "json", "github"),
+    )
 
     render_cmd = commands.add_parser(
         "render",
@@ -489,10 +545,32 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     diff.add_argument("--repo", type=_path, default=Path("."), help="git repository (default: .)")
-    diff.add_argument("--base", required=True, help="revision before the change, e.g. origin/main")
-    diff.add_argument("--head", required=True, help="revision after the change, e.g. HEAD")
+    diff.add_argument("--base", help="revision before the change, e.g. origin/main (not with --live)")
+    diff.add_argument(
+        "--head", help="revision after the change, e.g. HEAD (--live: default, the working tree)"
+    )
     diff.add_argument("--path", default=".", help="config path inside the repository (default: .)")
     diff.add_argument("--output", default="text", **_choices("text", "markdown", "json"))
+    live = diff.add_argument_group(
+        "live",
+        "--live compares the config with the cluster instead of another revision, through the "
+        "daemon's observe and plan stages and a server-side dry-run apply of each object it "
+        "would change; it writes nothing (it needs get/list on the managed kinds, and patch: a "
+        "dry run is authorized like the write it stands for).",
+    )
+    live.add_argument("--live", action="store_true", help="compare with the cluster")
+    _option(
+        live, "--kubeconfig", type=_file_path, help="kubeconfig file (default: $KUBECONFIG, else in-cluster)"
+    )
+    _option(
+        live,
+        "--tracking-repo",
+        type=_repo,
+        metavar="URL",
+        help="the --repo the daemon was started with, which names the objects it owns "
+        "(default: the repository's origin URL)",
+    )
+    _add_plan_options(live)
     _add_settings_options(diff)
 
     for name, help_text, epilog in (
@@ -531,6 +609,51 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.add_argument("--output", default="text", **_choices("text", "json"))
 
+    importer = commands.add_parser(
+        "import",
+        help="services: entries from a source repository's release tags",
+        epilog=_epilog(_IMPORT_EXAMPLES, "import"),
+        formatter_class=formatter,
+    )
+    importer.add_argument("url", type=_source_url, metavar="GIT_URL", help="the service's source repository")
+    which = importer.add_mutually_exclusive_group()
+    _option(which, "--tag", type=_file_path, metavar="PATTERN", help="tags matching this glob, e.g. 'v1.*'")
+    which.add_argument(
+        "--all-tags", action="store_true", help="every version tag (default: the latest release)"
+    )
+    _option(
+        importer,
+        "--dockerfile",
+        type=_relative_path,
+        default="Dockerfile",
+        help="the Dockerfile's path in the repository (default: Dockerfile)",
+    )
+    _option(importer, "--short-name", type=_short_name, help="default: made from the repository's name")
+    _option(
+        importer,
+        "--port",
+        type=_port,
+        action="append",
+        default=[],
+        help="the container's port, an interface each (repeatable; default: the Dockerfile's EXPOSE)",
+    )
+    importer.add_argument(
+        "--kafka-enabled", action="store_true", help="the service uses Kafka (it then needs no interface)"
+    )
+    _option(importer, "--write", type=_path, metavar="FILE", help="add the entries to this mico.yaml")
+
+    graph = commands.add_parser(
+        "graph",
+        help="draw applications: instances, interfaces, connections, topics, connectors",
+        epilog=_epilog(_GRAPH_EXAMPLES, "graph"),
+        formatter_class=formatter,
+    )
+    graph.add_argument(
+        "path", type=_path, nargs="?", default=Path("."), help="a mico.yaml file or a directory (default: .)"
+    )
+    _option(graph, "--app", help="only this application (shortName or shortName@version)")
+    graph.add_argument("--format", default="mermaid", **_choices("mermaid", "dot", "svg"))
+
     commands.add_parser(
         "schema",
         help="print the JSON Schema of mico.yaml",
@@ -543,6 +666,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _print_problems(error: SpecError, output: str, *, header: str = "") -> None:
     if output == "json":
         print(json.dumps({"valid": False, "problems": [p.as_dict() for p in error.problems]}, indent=2))
+        return
+    if output == "github":
+        for problem in error.problems:
+            print(github_annotation(problem))
         return
     if header:
         print(header, file=sys.stderr)
@@ -584,6 +711,63 @@ def _render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _import_services(args: argparse.Namespace) -> int:
+    import yaml
+
+    from reconciler.source import tags
+    from reconciler.source.edit import DuplicateServiceError, add_services
+    from reconciler.spec.imported import NotImportableError, release_tags, service_entries, short_name_of
+
+    try:
+        short_name = args.short_name or short_name_of(args.url)
+    except NotImportableError as err:
+        raise _ExitError(EXIT_ERROR, one_line(str(err))) from err
+    chosen = release_tags(tags.remote_tags(args.url), pattern=args.tag, every=args.all_tags)
+    entries, skipped = service_entries(
+        args.url,
+        short_name,
+        tags.files_at_tags(args.url, chosen, args.dockerfile),
+        dockerfile=args.dockerfile,
+        ports=[(port, "TCP") for port in args.port] or None,
+        kafka_enabled=args.kafka_enabled,
+    )
+    for tag, reason in skipped.items():
+        print(f"mico-reconciler: {one_line(tag)}: {reason}; skipped", file=sys.stderr)
+    if not entries:
+        why = "every version tag was skipped" if skipped else "no version tag (v1.2.3, 1.2.3) found"
+        print(f"mico-reconciler: nothing to import: {why}", file=sys.stderr)
+        return EXIT_NO
+    if args.write is None:
+        sys.stdout.write(yaml.safe_dump({"services": entries}, sort_keys=False))
+        return EXIT_OK
+    try:
+        add_services(args.write, entries)
+    except DuplicateServiceError as err:
+        print(f"mico-reconciler: {one_line(str(err))}", file=sys.stderr)
+        return EXIT_NO
+    versions = ", ".join(e["version"] for e in entries)
+    print(f"{one_line(str(args.write))}: added {short_name} {versions}")
+    return EXIT_OK
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from reconciler.review import graph
+
+    try:
+        spec = load(read_path(args.path))
+    except SpecError as err:
+        _print_problems(err, "text")
+        return EXIT_NO
+    try:
+        drawn = graph.build(spec, app=args.app)
+    except graph.UnknownApplicationError as err:
+        print(f"mico-reconciler: {one_line(str(err))}", file=sys.stderr)
+        return EXIT_NO
+    writers = {"mermaid": graph.mermaid, "dot": graph.dot, "svg": graph.svg}
+    sys.stdout.write(writers[args.format](drawn))
+    return EXIT_OK
+
+
 def _load_revision(args: argparse.Namespace, revision: str) -> tuple[str, Spec]:
     from reconciler.source.revision import read_revision
 
@@ -604,24 +788,78 @@ class _ReportedError(Exception):
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from reconciler.review import compare
+    from reconciler.review import compare, graph, touched
     from reconciler.review import report as review_report
 
+    if args.live:
+        return _live_diff(args)
+    if args.base is None or args.head is None:
+        raise _ExitError(EXIT_ERROR, "diff needs --base and --head (or --live)")
     settings = _settings(args)
     try:
         base_commit, base = _load_revision(args, args.base)
         head_commit, head = _load_revision(args, args.head)
     except _ReportedError:
         return EXIT_ERROR
+    head_objects = render(head, settings)
     review = compare(
         base,
         head,
         render(base, settings),
-        render(head, settings),
+        head_objects,
         base_label=f"{args.base}@{base_commit[:7]}",
         head_label=f"{args.head}@{head_commit[:7]}",
     )
-    formats = {"text": review_report.text, "markdown": review_report.markdown, "json": review_report.as_json}
+    if args.output == "markdown":
+        applications, marked = touched(review, head, head_objects)
+        drawn = {key: graph.mermaid(graph.build(head, app=key, changed=marked)) for key in applications}
+        sys.stdout.write(review_report.markdown(review, drawn))
+    else:
+        formats = {"text": review_report.text, "json": review_report.as_json}
+        sys.stdout.write(formats[args.output](review))
+    return EXIT_NO if review.has_changes else EXIT_OK
+
+
+def _live_diff(args: argparse.Namespace) -> int:
+    from kubernetes.client import ApiException
+    from urllib3.exceptions import HTTPError
+
+    from reconciler.cluster.preview import preview
+    from reconciler.engine import Options, describe_error
+    from reconciler.plan import tracking_id
+    from reconciler.review import live as live_report
+    from reconciler.source.revision import origin_url
+
+    if args.base:
+        raise _ExitError(EXIT_ERROR, "--live compares with the cluster: give --head (or nothing), not --base")
+    settings = _settings(args)
+    try:
+        if args.head:
+            commit, spec = _load_revision(args, args.head)
+            label = f"{args.head}@{commit[:7]}"
+        else:
+            spec = load(read_path(Path(args.repo) / args.path))
+            label = "working tree"
+    except _ReportedError:
+        return EXIT_ERROR
+    except SpecError as err:
+        _print_problems(err, "json" if args.output == "json" else "text", header="the config is invalid:")
+        return EXIT_ERROR
+    repo_url = args.tracking_repo or origin_url(Path(args.repo))
+    if not repo_url:
+        raise _ExitError(EXIT_ERROR, "no --tracking-repo given and the repository has no origin remote")
+    options = Options(
+        settings=settings,
+        tracking=tracking_id(repo=redact(repo_url), path=args.path, namespace=settings.namespace),
+        force_conflicts=args.conflicts == "force",
+        **_option_flags(args),
+    )
+    api, _ = _connect(args)
+    try:
+        review = preview(api, options, spec, head=label)
+    except (ApiException, HTTPError, OSError) as err:  # one line, the way a run reports them
+        raise _ExitError(EXIT_FAILED, f"Kubernetes API: {redact(describe_error(err))}") from err
+    formats = {"text": live_report.text, "markdown": live_report.markdown, "json": live_report.as_json}
     sys.stdout.write(formats[args.output](review))
     return EXIT_NO if review.has_changes else EXIT_OK
 
@@ -666,18 +904,24 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
         timeout=args.git_timeout,
         ssh_key_file=args.ssh_key_file,
     )
-    from_flags = {f.name: getattr(args, f.name) for f in fields(Options) if f.name in vars(args)}
     options = Options(
         settings=settings,
         tracking=tracking_id(repo=redact(args.repo), path=args.path, namespace=settings.namespace),
         force_conflicts=args.conflicts == "force",
-        **from_flags,
+        **_option_flags(args),
     )
     objects = None
     if watch:
         objects = ObjectCache(api, [*observed(options), (POD, settings.namespace)], SELECTOR)
         objects.start()
     return Engine(source=source, api=api, counter=counter, store=store, options=options, objects=objects)
+
+
+def _option_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine's options given as flags of the same name."""
+    from reconciler.engine import Options
+
+    return {f.name: getattr(args, f.name) for f in fields(Options) if f.name in vars(args)}
 
 
 def _connect(args: argparse.Namespace) -> Any:
@@ -946,6 +1190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "render": _render,
         "diff": _diff,
         "schema": _schema,
+        "graph": _graph,
+        "import": _import_services,
         "run": _run,
         "sync": _sync,
         "history": _history,

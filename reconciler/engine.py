@@ -217,7 +217,7 @@ class Engine:
                 metrics.GIT_FETCH_ERRORS.inc()
                 result.error = str(err)
             except (client.ApiException, urllib3.exceptions.HTTPError, OSError) as err:
-                result.error = f"Kubernetes API: {_describe(err)}"
+                result.error = f"Kubernetes API: {describe_error(err)}"
             except StoreError as err:  # damaged rows the run needed: fail it, keep the daemon up
                 result.error = str(err)
             except FencedError as err:
@@ -228,7 +228,9 @@ class Engine:
                 result.error = str(err)
             except Exception as err:  # a bug must fail one run with a record, not the loop
                 log.exception("unexpected error in a run")
-                result.error = redact(f"unexpected error (a bug, its traceback is logged): {_describe(err)}")
+                result.error = redact(
+                    f"unexpected error (a bug, its traceback is logged): {describe_error(err)}"
+                )
             finally:
                 result.api_requests = self.counter.total - requests_before
                 result.work = {key: count - work_before[key] for key, count in self._work().items()}
@@ -709,8 +711,8 @@ class Engine:
         except (client.ApiException, urllib3.exceptions.HTTPError) as err:
             if action.verb == Verb.DELETE and isinstance(err, client.ApiException) and err.status == 404:
                 return action, Outcome.DELETED, None
-            log.error("could not %s %s: %s", action.verb, ref, _describe(err))
-            return action, Outcome.FAILED, _describe(err)
+            log.error("could not %s %s: %s", action.verb, ref, describe_error(err))
+            return action, Outcome.FAILED, describe_error(err)
         return action, _APPLY_OUTCOME[action.verb], None
 
     # -- recording -----------------------------------------------------------------------------
@@ -851,7 +853,7 @@ def _problem_line(problem: dict[str, Any]) -> str:
     )
 
 
-def _describe(err: BaseException) -> str:
+def describe_error(err: BaseException) -> str:
     if isinstance(err, client.ApiException):
         return f"{err.status} {err.reason}: {(err.body or '')[:300]}"
     if isinstance(err, urllib3.exceptions.MaxRetryError) and err.reason is not None:

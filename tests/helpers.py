@@ -100,3 +100,32 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def node_tool(name: str) -> Path:
+    """hack/NAME's npm packages (pinned by its lock file), installed once into
+    ~/.cache/mico-tools/NAME-<lock hash>; the test skips, saying why, without Node.js."""
+    import hashlib
+    import shutil
+
+    import pytest
+
+    npm = shutil.which("npm")
+    if shutil.which("node") is None or npm is None:
+        pytest.skip("no node and npm on PATH (.ci/run installs Debian's)")
+    source = ROOT / "hack" / name
+    lock = hashlib.sha256((source / "package-lock.json").read_bytes()).hexdigest()[:12]
+    home = Path.home() / ".cache" / "mico-tools" / f"{name}-{lock}"
+    if not (home / "node_modules").is_dir():
+        home.mkdir(parents=True, exist_ok=True)
+        for file in ("package.json", "package-lock.json"):
+            shutil.copy(source / file, home / file)
+        installed = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--silent"],
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert installed.returncode == 0, installed.stderr[-2000:]
+    return home

@@ -73,7 +73,11 @@ def list_objects(api: client.ApiClient, resource: Resource, namespace: str, sele
     return items
 
 
-def apply(api: client.ApiClient, obj: Manifest, *, field_manager: str, force: bool) -> Manifest:
+def apply(
+    api: client.ApiClient, obj: Manifest, *, field_manager: str, force: bool, dry_run: bool = False
+) -> Manifest:
+    """A server-side apply; `dry_run`: validated, defaulted and admitted as the write would be,
+    and answered with what would be stored, but not stored."""
     resource = MANAGED[obj["kind"]]
     meta = obj["metadata"]
     result: Manifest = call(
@@ -81,7 +85,8 @@ def apply(api: client.ApiClient, obj: Manifest, *, field_manager: str, force: bo
         "PATCH",
         resource.path(meta["namespace"], meta["name"]),
         body=orjson.dumps(obj),  # bytes go out as they are: the client's own serializer is slow
-        query=[("fieldManager", field_manager), ("force", "true" if force else "false")],
+        query=[("fieldManager", field_manager), ("force", "true" if force else "false")]
+        + ([("dryRun", "All")] if dry_run else []),
         content_type="application/apply-patch+yaml",
     )
     return result

@@ -15,6 +15,7 @@ from typing import Literal
 
 from reconciler.redact import redact
 from reconciler.render import Manifest
+from reconciler.render.labels import applications_of
 from reconciler.render.manifest import to_yaml
 from reconciler.spec import Spec
 from reconciler.spec.model import Application, Service
@@ -117,3 +118,16 @@ def _object_changes(
         )
         changes.append(ObjectChange(*key, change, diff))
     return changes
+
+
+def touched(review: Review, head: Spec, head_objects: Sequence[Manifest]) -> tuple[list[str], set[str]]:
+    """The applications of `head` a change touches (changed or added, or serving an object that
+    differs), and the names to mark in their graphs: those applications and the objects that
+    differ (instances and connectors are named as their Deployments)."""
+    differs = {(o.kind, o.name) for o in review.objects}
+    keys = {f"{e.short_name}@{e.version}" for e in review.elements if e.kind == "application"}
+    for obj in head_objects:
+        if (obj["kind"], obj["metadata"]["name"]) in differs:
+            keys |= applications_of(obj)
+    present = [a.key for a in head.applications if a.key in keys]
+    return present, keys | {name for _, name in differs}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict
 
 from reconciler.review import Review
@@ -27,7 +28,7 @@ def _summary(review: Review) -> str:
     )
 
 
-def _code(text: str, *, in_table: bool = False) -> str:
+def code_span(text: str, *, in_table: bool = False) -> str:
     """An inline code span that shows `text` verbatim, whatever backticks or pipes it holds."""
     text = one_line(text)
     fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
@@ -36,7 +37,7 @@ def _code(text: str, *, in_table: bool = False) -> str:
     return span.replace("|", "\\|") if in_table else span  # GFM splits cells even in code spans
 
 
-def _fenced(body: str, info: str) -> list[str]:
+def fenced(body: str, info: str) -> list[str]:
     """A fenced code block: its fence is longer than any backtick run in the body."""
     fence = "`" * max(3, max(map(len, re.findall("`+", body)), default=0) + 1)
     return [fence + info, body, fence]
@@ -56,19 +57,28 @@ def text(review: Review) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown(review: Review) -> str:
-    title = f"### mico-reconciler diff {_code(review.base)}..{_code(review.head)}"
+def markdown(review: Review, graphs: Mapping[str, str] | None = None) -> str:
+    """`graphs`: a Mermaid graph (`graph.mermaid`) per application the change touches, shown
+    after the table of changed elements (GitHub and GitLab draw them in comments)."""
+    title = f"### mico-reconciler diff {code_span(review.base)}..{code_span(review.head)}"
     if not review.has_changes:
         return f"{title}\n\nNo changes to applications, services or Kubernetes objects.\n"
     parts = [title, ""]
     if review.elements:
         parts += ["| | kind | name | version | change |", "|---|---|---|---|---|"]
         parts += [
-            f"| {_SIGN[e.change]} | {e.kind} | {_code(e.short_name, in_table=True)} | "
-            f"{_code(e.version, in_table=True)} | {e.change} |"
+            f"| {_SIGN[e.change]} | {e.kind} | {code_span(e.short_name, in_table=True)} | "
+            f"{code_span(e.version, in_table=True)} | {e.change} |"
             for e in review.elements
         ]
         parts.append("")
+    for application, drawn in (graphs or {}).items():
+        parts += [
+            f"Application {code_span(application)} after the change (changed parts marked):",
+            "",
+            *fenced(drawn.rstrip("\n"), "mermaid"),
+            "",
+        ]
     parts += [f"**{_summary(review)}**", ""]
     for obj in review.objects:
         where = html.escape(one_line(f"{obj.namespace}/{obj.name}" if obj.namespace else obj.name))
@@ -76,7 +86,7 @@ def markdown(review: Review) -> str:
         parts += [
             f"<details><summary>{summary}</summary>",
             "",
-            *_fenced(obj.diff.rstrip("\n"), "diff"),
+            *fenced(obj.diff.rstrip("\n"), "diff"),
             "</details>",
             "",
         ]

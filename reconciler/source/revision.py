@@ -266,3 +266,12 @@ class _Tree:
                 raise RefusedError(OUTSIDE)
             pending = target.split("/") + pending
         return resolved
+
+
+def origin_url(repo_dir: Path) -> str | None:
+    """The URL of the repository's `origin` remote (the one a daemon clones), if it has one."""
+    with _open(repo_dir) as repo:
+        try:
+            return str(repo.remotes.origin.url)
+        except (AttributeError, IndexError, ValueError, git.GitError):
+            return None

@@ -106,6 +106,9 @@ class ContractModel(BaseModel):
         alias_generator=to_camel,
         populate_by_name=False,
         regex_engine="rust-regex",
+        # each field's docstring is its description in the JSON Schema, which editors show on
+        # hover and completion
+        use_attribute_docstrings=True,
     )
 
     @model_validator(mode="before")
@@ -119,49 +122,86 @@ class ContractModel(BaseModel):
 
 
 class GitSource(ContractModel):
-    git: GitUrl
-    revision: GitRevision | None = Field(default=None, description="defaults to the version")
+    """Where the service's source is; the reconciler builds its image with Kaniko."""
+
+    git: GitUrl = Field(examples=["https://github.com/UST-MICO/spring-boot-realworld-example-app.git"])
+    """The repository to build from: https, git or ssh URL, without credentials."""
+    revision: GitRevision | None = Field(default=None, examples=["v1.0.0"])
+    """The tag, branch or commit to build; defaults to the service's version."""
     dockerfile: RelativePath = "Dockerfile"
+    """The Dockerfile's path inside the repository."""
     context: RelativePath = "."
+    """The build context's path inside the repository."""
 
 
 class InterfacePort(ContractModel):
-    port: PortNumber
-    target_port: PortNumber
+    """One port of an interface: the Kubernetes Service's port and the container's."""
+
+    port: PortNumber = Field(examples=[80])
+    """The port the Kubernetes Service listens on."""
+    target_port: PortNumber = Field(examples=[8080])
+    """The port the container listens on."""
     type: Literal["TCP", "UDP"] = "TCP"
+    """The transport of this port."""
 
 
 class Interface(ContractModel):
-    name: ShortName
+    """A service's interface (MICO's MicoServiceInterface): one Kubernetes Service."""
+
+    name: ShortName = Field(examples=["backend"])
+    """The interface's name, unique in its service; part of the Kubernetes Service's name."""
     description: Text = ""
-    protocol: Annotated[str, StringConstraints(max_length=64)] = ""
-    transport_protocol: Annotated[str, StringConstraints(max_length=64)] = ""
+    """What the interface offers, for people."""
+    protocol: Annotated[str, StringConstraints(max_length=64)] = Field("", examples=["HTTP"])
+    """The application protocol, for people and the graph (e.g. HTTP, gRPC)."""
+    transport_protocol: Annotated[str, StringConstraints(max_length=64)] = Field("", examples=["TCP"])
+    """The transport protocol, for people (each port has its own `type`)."""
     public: bool = True
+    """Reachable from outside the cluster: a LoadBalancer Service, else ClusterIP."""
     ports: Annotated[list[InterfacePort], Field(min_length=1)]
+    """The interface's ports, at least one."""
 
 
 class Dependency(ContractModel):
+    """Another service this one needs; `validate` checks that a defined version satisfies it."""
+
     short_name: ShortName
-    version: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    """The shortName of the service depended on."""
+    version: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(examples=["^1.0.0"])
+    """A semver range (npm syntax) the depended-on version must satisfy."""
 
 
 class Described(ContractModel):
     """What identifies and describes a service or an application alike."""
 
-    short_name: ShortName
-    version: Version
+    short_name: ShortName = Field(examples=["realworld"])
+    """The identifier: lowercase letters, digits and '-', 3 to 54 characters; with `version`
+    it names the element everywhere (status, history, labels)."""
+    version: Version = Field(examples=["v1.0.0"])
+    """A MICO version: optional letters, then SemVer 2.0."""
     name: Title
+    """The human-readable name."""
     description: Text = ""
+    """What it is, for people."""
     owner: Text = ""
+    """Who owns it, for people."""
     contact: Text = ""
+    """How to reach its owner, for people."""
 
 
 class Service(Described):
+    """A MICO service version: built from `source` or run from `image` (exactly one)."""
+
     source: GitSource | None = None
-    image: ImageRef | None = None
+    """Build the image from this git repository (exactly one of `source` and `image`)."""
+    image: ImageRef | None = Field(None, examples=["docker.io/ustmico/msg-validator:v1.0.0"])
+    """Run this image (exactly one of `source` and `image`)."""
     interfaces: list[Interface] = []
+    """The interfaces the service offers, each a Kubernetes Service."""
     dependencies: list[Dependency] = []
+    """Services this one needs, by shortName and version range."""
     kafka_enabled: bool = False
+    """The service talks to Kafka: it gets the broker and its topics in its environment."""
 
     model_config = ConfigDict(
         json_schema_extra={"oneOf": [{"required": ["source"]}, {"required": ["image"]}]}
@@ -176,44 +216,78 @@ class Service(Described):
 
 
 class InterfaceConnection(ContractModel):
-    env: EnvName
+    """Tell this instance where another service's interface is, in an environment variable."""
+
+    env: EnvName = Field(examples=["BACKEND_REST_API"])
+    """The environment variable that gets the interface's address."""
     service: ShortName
+    """The shortName of a service of the same application that provides the interface."""
     interface: ShortName
+    """The name of that service's interface."""
 
 
 class Topic(ContractModel):
-    name: TopicName
+    """A Kafka topic this instance uses; created when missing."""
+
+    name: TopicName = Field(examples=["transform-request"])
+    """The topic's name."""
     role: TopicRole
+    """How the instance uses it; each role becomes its KAFKA_TOPIC_* environment variable."""
 
 
 class DeploymentInfo(ContractModel):
     """MICO's per-instance deployment info, the same for a service entry and a connector."""
 
     replicas: Replicas = 1
-    labels: dict[LabelKey, LabelValue] = {}
-    env: dict[EnvName, Annotated[str, StringConstraints(max_length=32768)]] = {}
+    """Pods to run; entries that share an instance add theirs up (MICO's scale-out)."""
+    labels: dict[LabelKey, LabelValue] = Field({}, examples=[{"tier": "backend"}])
+    """Kubernetes labels for the Deployment and its pods."""
+    env: dict[EnvName, Annotated[str, StringConstraints(max_length=32768)]] = Field(
+        {}, examples=[{"LOG_LEVEL": "info"}]
+    )
+    """Plain environment variables (never secrets: the config is in git)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "Always"
+    """When the kubelet pulls the image."""
 
 
 class ServiceDeployment(DeploymentInfo):
+    """A service version this application deploys, with its deployment info. Entries of
+    several applications with the same service version (and `instance`) share one instance."""
+
     short_name: ShortName
+    """The shortName of a service defined in `services`."""
     version: Version
+    """The version of that service."""
     instance: DnsLabel | None = None
+    """A name for a separate instance: entries share an instance only when this is the same."""
     interface_connections: list[InterfaceConnection] = []
+    """Interfaces of other services of this application, passed in environment variables."""
     topics: list[Topic] = []
+    """The Kafka topics this instance reads and writes (needs `kafkaEnabled`)."""
 
 
 class KafkaFaasConnector(DeploymentInfo):
-    instance: DnsLabel
+    """A Kafka-FaaS-connector: reads a topic, calls an OpenFaaS function, writes the result."""
+
+    instance: DnsLabel = Field(examples=["transformer"])
+    """The connector's name, unique in its application."""
     function: DnsLabel | None = None
+    """The OpenFaaS function to call; without one, events pass through unchanged."""
     input_topic: TopicName
+    """The topic it reads."""
     output_topic: TopicName | None = None
+    """The topic it writes to, unless an event's routing slip says otherwise."""
 
 
 class Application(Described):
+    """A MICO application: service versions deployed together."""
+
     deploy: bool = True
+    """Deploy it; false keeps the definition without running anything."""
     services: list[ServiceDeployment] = []
+    """The service versions it deploys, each with its deployment info."""
     kafka_faas_connectors: list[KafkaFaasConnector] = []
+    """Kafka-FaaS-connector instances between its topics."""
 
     @property
     def key(self) -> str:
@@ -225,5 +299,8 @@ class Document(ContractModel):
     """One YAML document of a mico.yaml file."""
 
     api_version: Literal["ust.mico/v1"]
+    """The contract's version: ust.mico/v1."""
     services: list[Service] = []
+    """Service versions, each defined once across all files."""
     applications: list[Application] = []
+    """Applications, each defined once across all files."""

@@ -140,3 +140,20 @@ class Origin:
     def describe(self, *sub: PathKey) -> str:
         line, column = self.marks.locate(self.path + sub)
         return f"{self.marks.file}:{line}:{column}"
+
+
+def github_annotation(problem: Problem) -> str:
+    """The problem as a GitHub Actions workflow command, which shows it on its line of the pull
+    request: `::error file=F,line=L,col=C,title=FIELD::MESSAGE`, escaped as the Actions toolkit
+    does, so no value can end the command or start another."""
+
+    def data(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def prop(text: str) -> str:
+        return data(text).replace(":", "%3A").replace(",", "%2C")
+
+    return (
+        f"::error file={prop(problem.file)},line={problem.line},col={problem.column},"
+        f"title={prop(problem.field)}::{data(problem.message)}"
+    )

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -158,6 +159,23 @@ def test_diff_markdown_and_json(repo: Path) -> None:
     assert [(o["kind"], o["change"]) for o in report["objects"]] == [("Deployment", "changed")]
 
 
+def test_diff_markdown_draws_each_touched_application_with_its_changes_marked(repo: Path) -> None:
+    data = example_data()
+    data["applications"][0]["services"][1]["replicas"] = 5  # realworld's backend
+    commit(repo, data, "scale the backend")
+    markdown = diff(repo, "main~1", "main", "--output", "markdown").stdout
+    assert markdown.count("```mermaid") == 1  # realworld only: messaging-example is untouched
+    drawn = markdown.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert drawn.startswith("flowchart LR\n")
+    marked = drawn.split("  class ")[-1].split()[0].split(",")
+    backend = next(line for line in drawn.splitlines() if "spring-boot-realworld-example-app v1.0.0" in line)
+    assert backend.split("[", 1)[0].strip() in marked
+    assert "x5" in backend
+    assert "#42; changed" in backend
+    frontend = next(line for line in drawn.splitlines() if "react-redux-realworld-example-app v1" in line)
+    assert frontend.split("[", 1)[0].strip() not in marked
+
+
 def test_diff_shows_which_applications_a_build_gates(repo: Path) -> None:
     data = example_data()
     data["applications"][1]["services"].append(
@@ -239,3 +257,74 @@ def test_readme_states_the_exit_codes_each_command_returns() -> None:
         row = re.search(rf"^\| `{command}` \| (.*) \|$", readme, re.MULTILINE)
         assert row, f"no README row for {command}"
         assert {int(code) for code in re.findall(r"`(\d)`", row[1])} == set(codes), command
+
+
+# -- graph and GitHub annotations ------------------------------------------------------------------
+
+
+def test_graph_of_one_application_in_each_format() -> None:
+    mermaid = run("graph", "examples/mico.yaml", "--app", "realworld")
+    assert mermaid.returncode == 0, mermaid.stderr
+    assert mermaid.stdout.startswith("flowchart LR\n")
+    assert "BACKEND_REST_API" in mermaid.stdout
+    assert "test-message-generator" not in mermaid.stdout
+    dot = run("graph", "examples/mico.yaml", "--format", "dot")
+    assert dot.stdout.startswith("digraph mico {")
+    assert dot.stdout.rstrip().endswith("}")
+    svg = run("graph", "examples/mico.yaml", "--format", "svg", "--app", "messaging-example@v1.0.0")
+    root = ET.fromstring(svg.stdout)
+    texts = {t.text for t in root.iter("{http://www.w3.org/2000/svg}text")}
+    assert {"topic transform-request", "topic transform-result", "kafka-faas-connector transformer"} <= texts
+
+
+def test_graph_of_an_unknown_application_exits_1() -> None:
+    result = run("graph", "examples/mico.yaml", "--app", "nope")
+    assert result.returncode == 1
+    assert result.stderr == "mico-reconciler: no application 'nope' in the config\n"
+    assert result.stdout == ""
+
+
+def test_validate_github_output_is_one_annotation_per_problem(tmp_path: Path) -> None:
+    data = example_data()
+    data["services"][0]["version"] = "1:0"
+    data["applications"][0]["services"][0]["replicas"] = 0
+    (tmp_path / "mico.yaml").write_bytes(dump(data))
+    result = run("validate", str(tmp_path / "mico.yaml"), "--output", "github")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout
+    assert all(line.startswith(f"::error file={tmp_path}/mico.yaml,line=") for line in lines)
+    assert (
+        ",col=5,title=services[0].version::'1%3A0' is not a version" not in result.stdout
+    )  # data, not property
+    assert ",title=services[0].version::'1:0' is not a version" in result.stdout
+    assert ",title=applications[0].services[0].replicas::" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["https://deploy:s3cr3t-token@git.example.com/team/api.git"],
+        ["https://git.example.com/team/api.git; rm -rf /"],
+        ["https://git.example.com/team/api.git", "--dockerfile", "../../etc/passwd"],
+        ["https://git.example.com/team/api.git", "--port", "70000"],
+        ["https://git.example.com/team/api.git", "--short-name", "A B"],
+        ["https://git.example.com/team/api.git", "--tag", "v1*", "--all-tags"],
+    ],
+)
+def test_import_refuses_bad_arguments_without_echoing_them(args: list[str]) -> None:
+    result = run("import", *args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "s3cr3t-token" not in result.stderr
+    assert "rm -rf" not in result.stderr
+    assert "etc/passwd" not in result.stderr
+
+
+def test_diff_needs_both_revisions_or_live(repo: Path) -> None:
+    result = run("diff", "--repo", str(repo), "--head", "HEAD")
+    assert result.returncode == 2
+    assert result.stderr == "mico-reconciler: diff needs --base and --head (or --live)\n"
+    both = run("diff", "--live", "--repo", str(repo), "--base", "HEAD", "--head", "HEAD")
+    assert both.returncode == 2
+    assert "give --head (or nothing), not --base" in both.stderr

@@ -158,6 +158,12 @@ def test_config_commands(content: bytes, repo: Path) -> None:
     report = check(invoke("validate", str(config), "--output", "json"), "validate", expected=validated.code)
     assert json.loads(report.out)["valid"] is (validated.code == 0)
     check(invoke("render", str(config)), "render", expected=validated.code)
+    annotated = check(
+        invoke("validate", str(config), "--output", "github"), "validate", expected=validated.code
+    )
+    assert all(line.startswith("::error file=") for line in annotated.out.splitlines()) or validated.code == 0
+    for picture in ("mermaid", "dot", "svg"):
+        check(invoke("graph", str(config), "--format", picture), "graph", expected=validated.code)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "--allow-empty", "-m", "hostile")
     for output in ("text", "markdown", "json"):

@@ -50,6 +50,20 @@ def test_committed_schema_is_up_to_date() -> None:
     assert committed == json_schema(), "run: mico-reconciler schema > schemas/mico.schema.json"
 
 
+def test_every_field_and_object_has_a_description_for_editors() -> None:
+    """yaml-language-server shows `description` on hover and completion: without one a user
+    typing a field sees no help."""
+    schema = json_schema()
+    undescribed = [
+        f"{name}.{field}"
+        for name, definition in [("(document)", schema), *schema["$defs"].items()]
+        for field, spec in definition.get("properties", {}).items()
+        if not spec.get("description")
+    ]
+    assert undescribed == []
+    assert [name for name, d in schema["$defs"].items() if not d.get("description")] == []
+
+
 def test_schema_is_valid_2020_12() -> None:
     jsonschema.Draft202012Validator.check_schema(json_schema())
 
