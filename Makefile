@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-unit lint schema golden bench bench-memory bench-reconcile bench-platform demo platform platform-down platform-clean image chart-tools chart-rbac chart-test clean
+.PHONY: install test test-unit lint schema golden bench bench-memory bench-reconcile bench-connector bench-platform demo platform platform-down platform-clean image chart-tools chart-rbac chart-test clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ image: ## the OCI image build/mico-reconciler.oci.tar (hack/image/; caches in ~/
 bench-reconcile: install platform ## the reconciler against its floors at 100/1,000/5,000 services; rewrites the README's tables
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/reconcile_bench.py --services 100 1000 5000 --plot bench/results/growth.png --readme
+
+bench-connector: install platform ## the Kafka-FaaS-connector's throughput and latency against a bare pipe on the platform's broker
+	$(BIN)/python bench/connector_bench.py
 
 bench-platform: ## cold build (empty Go and platform caches) and warm start of the platform
 	bash bench/platform_bench.sh

@@ -133,7 +133,7 @@ else
 fi
 # A clean copy of what the project's wheel is made of: setuptools' build/ in the work tree could
 # hold modules deleted since, which would end up in the wheel.
-tar -C "$repo_root" --exclude=__pycache__ -cf - pyproject.toml README.md reconciler | tar -C "$work/src" -xf -
+tar -C "$repo_root" --exclude=__pycache__ -cf - pyproject.toml README.md reconciler faas_connector | tar -C "$work/src" -xf -
 say "wheels: mico-reconciler $version"
 quietly "pip wheel (mico-reconciler)" "$python" -m pip wheel --disable-pip-version-check --no-deps \
   --wheel-dir "$work/context/wheels" "$work/src"

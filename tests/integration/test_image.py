@@ -23,6 +23,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from tests.connector_harness import Auditor, create_topics, event, free_port, produce
 from tests.helpers import EXAMPLE
 from tests.integration.conftest import (
     ConfigRepo,
@@ -212,3 +213,50 @@ def test_sync_once_from_the_container_with_a_service_account_token(
     assert history.returncode == 0, history.stderr
     (run,) = json.loads(history.stdout)
     assert (run["outcome"], run["revision"]) == ("succeeded", revision)
+
+
+def test_the_connector_runs_from_the_same_image(image: Image, platform: Platform, kafka_prefix: str) -> None:
+    """`mico-kafka-faas-connector` is the image's other entrypoint: it moves events on the
+    platform's broker from inside the container, and stops cleanly on SIGTERM."""
+    names = {role: f"{kafka_prefix}{role}" for role in ("in", "out", "invalid", "dead", "tests")}
+    create_topics(platform.kafka_bootstrap, names.values())
+    sent = [event({"n": n}) for n in range(20)]
+    produce(platform.kafka_bootstrap, names["in"], sent)
+    environment = {
+        "KAFKA_BOOTSTRAP_SERVERS": platform.kafka_bootstrap,
+        "KAFKA_GROUP_ID": f"{kafka_prefix}connector",
+        "KAFKA_TOPIC_INPUT": names["in"],
+        "KAFKA_TOPIC_OUTPUT": names["out"],
+        "KAFKA_TOPIC_INVALID_MESSAGE": names["invalid"],
+        "KAFKA_TOPIC_DEAD_LETTER": names["dead"],
+        "KAFKA_TOPIC_TEST_MESSAGE_OUTPUT": names["tests"],
+        "CONNECTOR_HTTP_PORT": str(free_port()),
+    }
+    started = image.podman(
+        "run",
+        "--detach",
+        "--network=host",
+        *RESTRICTED,
+        "--entrypoint=mico-kafka-faas-connector",
+        *(f"--env={k}={v}" for k, v in environment.items()),
+        image.reference,
+    )
+    assert started.returncode == 0, started.stderr
+    container = started.stdout.strip()
+    reader = Auditor(platform.kafka_bootstrap, [names["out"]])
+    try:
+        reader.read_until(lambda seen: len(seen[names["out"]]) >= len(sent), 60)
+    except AssertionError as err:
+        failure = str(err)
+    else:
+        failure = ""
+    finally:
+        reader.close()
+        image.podman("stop", "--time=30", container)
+        exit_code = image.podman("wait", container).stdout.strip()
+        logs = image.podman("logs", container)
+        image.podman("rm", "--force", container)
+    assert not failure, failure + "\n" + logs.stdout + logs.stderr
+    assert {e["id"] for e in reader.seen[names["out"]]} == {e["id"] for e in sent}
+    assert exit_code == "0", logs.stdout + logs.stderr
+    assert '"message": "connector stopped"' in logs.stderr
