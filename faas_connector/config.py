@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_TOPIC = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._-]{1,249}")
 _FUNCTION = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?")
 _GROUP = re.compile(r"[A-Za-z0-9._-]{1,255}")
 _BOOTSTRAP = re.compile(r"[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}(,[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5})*")
@@ -71,9 +71,8 @@ def from_environment(env: Mapping[str, str]) -> Config:
     if bootstrap is None:
         wrong.append("KAFKA_BOOTSTRAP_SERVERS: not set (host:port[,host:port...])")
     gateway = env.get("OPENFAAS_GATEWAY", "") or Config.gateway
-    parts = urlsplit(gateway)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query:
-        wrong.append("OPENFAAS_GATEWAY: expected an http(s) URL without credentials or query")
+    if not _gateway(gateway):
+        wrong.append("OPENFAAS_GATEWAY: expected an http(s) URL without credentials or query, port 1-65535")
     config = Config(
         bootstrap_servers=bootstrap or "",
         group_id=get("KAFKA_GROUP_ID", _GROUP, Config.group_id) or Config.group_id,
@@ -94,6 +93,21 @@ def from_environment(env: Mapping[str, str]) -> Config:
     if wrong:
         raise ConfigError("invalid configuration: " + "; ".join(wrong))
     return config
+
+
+def _gateway(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is not a number from 0 to 65535
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not (parts.username or parts.password or parts.query or parts.fragment)
+        and port != 0
+        and url.isprintable()
+    )
 
 
 def _expected(pattern: re.Pattern[str]) -> str:

@@ -5,6 +5,7 @@ unchanged. Pure: the clock and the id source are arguments, so every step is rep
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,9 @@ Event = dict[str, Any]
 
 #: The structured-mode versions MICO wrote (0.2) and the current one; 0.3 lies between.
 SPEC_VERSIONS = frozenset({"0.2", "0.3", "1.0"})
+#: Deeper JSON than this is refused: orjson writes at most 254 levels, and copies recurse.
+MAX_DEPTH = 200
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 class InvalidEventError(ValueError):
@@ -69,13 +73,33 @@ def checked(event: Any) -> Event:
         raise InvalidEventError("route is not a list of objects")
     slip = event.get("routingslip")
     if slip is not None and not (
-        isinstance(slip, list)
-        and all(isinstance(step, list) and all(isinstance(t, str) and t for t in step) for step in slip)
+        isinstance(slip, list) and all(isinstance(step, list) and all(map(_topic, step)) for step in slip)
     ):
-        raise InvalidEventError("routingslip is not a list of lists of topic names")
+        raise InvalidEventError("routingslip is not a list of lists of Kafka topic names")
     if "expirydate" in event:
         _instant(event["expirydate"], "expirydate")
+    if _deeper_than(event, MAX_DEPTH):
+        raise InvalidEventError(f"the event nests deeper than {MAX_DEPTH} levels")
     return event
+
+
+def _topic(name: Any) -> bool:
+    return isinstance(name, str) and name not in (".", "..") and _TOPIC.fullmatch(name) is not None
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Without recursion: the check must not fail on what it checks."""
+    level = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return any(isinstance(item, dict | list) for item in level)
 
 
 def expired(event: Event, now: datetime) -> bool:
@@ -105,6 +129,8 @@ def routed(
     slip = result.get("routingslip") or []
     if slip:
         rest, topics = slip[:-1], slip[-1]
+        if not topics:
+            raise InvalidEventError("the routing slip's next step names no topic")
     elif output_topic:
         rest, topics = [], [output_topic]
     else:
@@ -112,7 +138,7 @@ def routed(
     outputs = []
     for topic in dict.fromkeys(topics):  # a topic named twice in one step gets one copy
         event = copy.deepcopy(result)
-        if "routingslip" in event:
+        if event.get("routingslip") is not None:
             event["routingslip"] = copy.deepcopy(rest)
         event = with_hop(event, "topic", topic, now)
         event.setdefault("id", new_id())
@@ -120,7 +146,7 @@ def routed(
         if "id" in source:
             event.setdefault("correlationid", source["id"])
             if event["id"] != source["id"]:
-                event.setdefault("createdfrom", source["id"])
+                event["createdfrom"] = source["id"]
         destination = topic
         if event.get("istestmessage") is True and event.get("filteroutbeforetopic") == topic:
             destination = test_topic

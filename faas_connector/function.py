@@ -14,6 +14,13 @@ from faas_connector.events import Event, InvalidEventError, checked
 
 #: Gateway answers that mean "not now": the function is down, scaling or overloaded.
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
+#: What fails before an answer arrives (connection refused or reset, timeouts).
+_UNREACHABLE = (
+    urllib3.exceptions.TimeoutError,
+    urllib3.exceptions.NewConnectionError,
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.MaxRetryError,
+)
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,10 @@ class Gateway:
                 timeout=self.timeout,
                 preload_content=True,
             )
-        except urllib3.exceptions.HTTPError as err:  # refused, reset, timed out: the same later may work
+        except _UNREACHABLE as err:  # refused, reset, timed out: the same later may work
             return Answer(error=f"the gateway could not be reached: {_reason(err)}", transient=True)
+        except urllib3.exceptions.HTTPError as err:  # an answer that cannot be read: not better later
+            return Answer(error=f"the function's answer could not be read: {_reason(err)}")
         return answer(response.status, response.data)
 
 

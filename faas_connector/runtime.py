@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from faas_connector import events
@@ -30,6 +31,12 @@ from faas_connector.metrics import Metrics
 log = logging.getLogger("mico_connector")
 
 BATCH = 500
+#: A batch stops taking records after this long (slow function calls), well within
+#: max.poll.interval.ms; the records not yet taken are read again in the next.
+BATCH_SECONDS = 30.0
+#: An error event larger than this carries an excerpt of its source instead of all of it: it
+#: must fit into a record (the broker's default limit is 1 MB).
+MAX_ERROR_BYTES = 512 * 1024
 #: Delivery errors that say the topic itself cannot take the record: retrying will not help.
 _UNWRITABLE = frozenset(
     {
@@ -45,9 +52,7 @@ _UNWRITABLE = frozenset(
 )
 
 #: Commit errors that mean the partitions were taken away from this consumer by a rebalance.
-_LOST_PARTITIONS = frozenset(
-    {KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS}
-)
+_LOST_PARTITIONS = frozenset({KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID})
 
 Partition = tuple[str, int]
 
@@ -110,10 +115,18 @@ class Connector:
         self._tries: dict[Partition, int] = {}
         #: offsets whose commit the coordinator has not taken yet
         self._uncommitted: dict[Partition, int] = {}
+        #: the partitions this consumer owns now; a record of another is left to its owner
+        self._assigned: set[Partition] = set()
+        self._fatal: KafkaError | None = None
         self._last_lag = 0.0
 
     def run(self, stopping: Callable[[], bool]) -> None:
-        self.consumer.subscribe([self.config.input_topic], on_revoke=self._revoked)
+        self.consumer.subscribe(
+            [self.config.input_topic],
+            on_assign=self._assigned_now,
+            on_revoke=self._revoked,
+            on_lost=self._lost,
+        )
         try:
             while not stopping():
                 self._resume_due()
@@ -142,13 +155,18 @@ class Connector:
     def _handle(self, records: list[Any]) -> None:
         handled: list[_Record] = []
         halted: set[Partition] = set()
+        deadline = time.monotonic() + BATCH_SECONDS
         for record in records:
             if record.error():
                 self._consumer_error(record.error())
                 continue
             partition = (record.topic(), record.partition())
-            if partition in halted or partition in self._paused:
+            if partition in halted or partition in self._paused or partition not in self._assigned:
                 continue  # after a record tried again later, its successors wait too
+            if time.monotonic() > deadline:  # the rest of this partition is read again, at once
+                halted.add(partition)
+                self._seek(partition, record.offset())
+                continue
             self.metrics.events_in.inc()
             outputs = self._outputs(record)
             if outputs is None:
@@ -161,6 +179,8 @@ class Connector:
             handled.append(item)
         self.producer.flush()
         self._dead_letters(handled)
+        if self._fatal is not None:
+            raise KafkaException(self._fatal)
         self._commit(handled)
 
     def _outputs(self, record: Any) -> list[Output] | None:
@@ -173,6 +193,7 @@ class Connector:
             return [self._error(raw, str(err), "malformed", now)]
         if events.expired(event, now):
             return [self._error(event, "the event has already expired", "expired", now)]
+        event.setdefault("id", self.new_id())  # one id for all of its copies, and their correlation
         results = [event]
         function = self.config.function
         if function:
@@ -207,15 +228,32 @@ class Connector:
 
     def _error(self, source: Event | bytes | None, message: str, reason: str, now: datetime) -> Output:
         self.metrics.errored.labels(reason).inc()
+        return Output(
+            self.config.invalid_message_topic, None, self._error_event(source, message, reason, now)
+        )
+
+    def _error_event(self, source: Event | bytes | None, message: str, reason: str, now: datetime) -> Event:
+        """The error event, with an excerpt of its source when all of it would not fit."""
         event = events.error_event(
             source, message, trace=reason, origin=self.config.origin, now=now, new_id=self.new_id
         )
-        return Output(self.config.invalid_message_topic, None, event)
+        size = len(orjson.dumps(event))
+        if size > MAX_ERROR_BYTES:
+            text = orjson.dumps(source) if isinstance(source, dict) else source or b""
+            event["data"] = {
+                "truncated": True,
+                "bytes": size,
+                "excerpt": text[:1000].decode("utf-8", errors="replace"),
+            }
+        return event
 
     def _produce(self, output: Output, item: _Record, index: int) -> None:
         def delivered(err: KafkaError | None, _message: Any) -> None:
             if err is None:
                 self.metrics.events_out.labels(self._destination(output.topic)).inc()
+            elif err.fatal():
+                self._fatal = err
+                item.unsent = err.str()
             elif err.code() in _UNWRITABLE:
                 item.unwritable[index] = err.str()
             else:
@@ -227,6 +265,10 @@ class Connector:
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
                 self.producer.poll(0.1)
+            except KafkaException as err:  # refused before sending: too large, a bad topic name
+                error = err.args[0] if err.args else None
+                item.unwritable[index] = error.str() if isinstance(error, KafkaError) else str(err)
+                return
 
     def _dead_letters(self, handled: list[_Record]) -> None:
         """Each output its topic refused goes to the dead-letter topic, wrapped in an error
@@ -238,14 +280,8 @@ class Connector:
             for index, reason in refused:
                 output = item.outputs[index]
                 self.metrics.errored.labels("undeliverable").inc()
-                event = events.error_event(
-                    output.event,
-                    f"could not be written to topic {output.topic}: {reason}",
-                    trace="undeliverable",
-                    origin=self.config.origin,
-                    now=now,
-                    new_id=self.new_id,
-                )
+                message = f"could not be written to topic {output.topic}: {reason}"
+                event = self._error_event(output.event, message, "undeliverable", now)
                 self._produce(Output(self.config.dead_letter_topic, output.key, event), item, index)
                 retried = True
         if retried:
@@ -279,6 +315,8 @@ class Connector:
         """Commits are cumulative: one the coordinator could not take now (it moved, restarted)
         is sent again with the next; the records stay written either way, and a crash before it
         lands only means they are read again."""
+        for partition in set(self._uncommitted) - self._assigned:  # handed over: not ours to commit
+            del self._uncommitted[partition]
         if not self._uncommitted:
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
@@ -302,9 +340,14 @@ class Connector:
         tries = self._tries[partition] = self._tries.get(partition, 0) + 1
         delay = min(self.config.retry_max_seconds, 0.2 * 2 ** min(tries - 1, 16))
         self._paused[partition] = time.monotonic() + delay
-        topic_partition = TopicPartition(partition[0], partition[1], offset)
-        self.consumer.pause([topic_partition])
-        self.consumer.seek(topic_partition)
+        self.consumer.pause([TopicPartition(*partition)])
+        self._seek(partition, offset)
+
+    def _seek(self, partition: Partition, offset: int) -> None:
+        try:
+            self.consumer.seek(TopicPartition(partition[0], partition[1], offset))
+        except KafkaException as err:  # no longer ours: its new owner reads from the commit
+            log.warning("seek refused", extra={"partition": partition[1], "reason": str(err)})
 
     def _resume_due(self) -> None:
         now = time.monotonic()
@@ -313,9 +356,19 @@ class Connector:
                 self._paused.pop(partition)
                 self.consumer.resume([TopicPartition(*partition)])
 
+    def _assigned_now(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+
+    def _lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Taken away without a clean handover: nothing of theirs may be committed any more."""
+        for tp in partitions:
+            self._uncommitted.pop((tp.topic, tp.partition), None)
+        self._revoked(_consumer, partitions)
+
     def _revoked(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         self._commit_pending()  # still ours during the callback
         for tp in partitions:
+            self._assigned.discard((tp.topic, tp.partition))
             self._uncommitted.pop((tp.topic, tp.partition), None)
             self._paused.pop((tp.topic, tp.partition), None)
             self._tries.pop((tp.topic, tp.partition), None)

@@ -39,6 +39,8 @@ def dispatch(event: Event) -> list[Event]:
         ]
     if op == "route":
         return [{**event, "routingslip": data["to"]}]
+    if op == "huge":  # more than a record may hold
+        return [{**event, "data": "x" * 1_100_000}]
     return [{**event, "data": {**data, "transformed": True}}]
 
 

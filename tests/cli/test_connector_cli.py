@@ -33,6 +33,9 @@ def connector(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
         ),
         ({"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "OPENFAAS_FUNCTION_NAME": "a b"}, "OPENFAAS_FUNCTION_NAME"),
         ({"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "CONNECTOR_HTTP_PORT": "99999"}, "CONNECTOR_HTTP_PORT"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "OPENFAAS_GATEWAY": "http://[gw"}, "OPENFAAS_GATEWAY"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "OPENFAAS_GATEWAY": "http://gw:99999"}, "OPENFAAS_GATEWAY"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_TOPIC_OUTPUT": ".."}, "KAFKA_TOPIC_OUTPUT"),
         ({"KAFKA_BOOTSTRAP_SERVERS": "k:9092\nInjected: x"}, "KAFKA_BOOTSTRAP_SERVERS"),
     ],
 )

@@ -174,6 +174,33 @@ def test_unusable_records_become_error_events_with_their_source(
     assert gateway.calls == 1  # the expired event and the malformed record never reached the function
 
 
+def test_records_too_large_or_too_deep_are_errors_and_the_connector_goes_on(
+    platform: Platform, topics: Topics, start_connector: Callable[..., ConnectorProcess], auditor: Auditor
+) -> None:
+    """A record near the broker's limit (its error event would exceed it), JSON nested past what
+    can be written back, and a function answer larger than a record: each becomes an error
+    event, the last on the dead-letter topic, and the records after them arrive."""
+    deep = b'{"id": "deep", "data": ' + b"[" * 300 + b"]" * 300 + b"}"
+    huge = event({"op": "huge"})
+    after = event({"op": "transform"})
+    produce(platform.kafka_bootstrap, topics.input, [b"#" * 999_000, deep, huge, after])
+    connector = start_connector(OPENFAAS_FUNCTION_NAME="dispatch")
+    arrived(auditor, topics.invalid, 2)
+    arrived(auditor, topics.dead, 1)
+    arrived(auditor, topics.output, 1)
+    [truncated] = [e for e in auditor.seen[topics.invalid] if isinstance(e["data"], dict)]
+    [nested] = [e for e in auditor.seen[topics.invalid] if isinstance(e["data"], str)]
+    assert truncated["data"]["truncated"] is True
+    assert truncated["data"]["excerpt"] == "#" * 1000
+    assert "deeper than 200 levels" in nested["errormessage"]
+    [dead] = auditor.seen[topics.dead]
+    assert dead["createdfrom"] == huge["id"]
+    assert "could not be written to topic" in dead["errormessage"]
+    assert dead["data"]["truncated"] is True
+    assert [e["id"] for e in auditor.seen[topics.output]] == [after["id"]]
+    assert connector.process.poll() is None
+
+
 def test_an_unknown_function_and_a_crashing_one_are_errors_not_retries(
     platform: Platform,
     topics: Topics,

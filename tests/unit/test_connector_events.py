@@ -60,6 +60,9 @@ def test_a_mico_0_2_event_keeps_what_the_connector_does_not_know() -> None:
         (b'{"istestmessage": "yes"}', "istestmessage"),
         (b'{"expirydate": "tomorrow"}', "not an ISO-8601 time"),
         (b'{"expirydate": "2026-01-01T00:00:00"}', "no UTC offset"),
+        (b'{"routingslip": [[".."]]}', "Kafka topic names"),
+        (b'{"routingslip": [["' + b"t" * 250 + b'"]]}', "Kafka topic names"),
+        (b'{"data": ' + b"[" * 300 + b"]" * 300 + b"}", "deeper than 200 levels"),
     ],
 )
 def test_malformed_records_are_named(raw: bytes, reason: str) -> None:
@@ -201,3 +204,15 @@ def test_a_wrong_setting_is_named_and_a_credential_not_echoed() -> None:
     assert "OPENFAAS_FUNCTION_NAME" in message
     assert "CONNECTOR_FUNCTION_TIMEOUT_SECONDS" in message
     assert "hunter2" not in message
+
+
+def test_an_empty_step_of_the_slip_is_unroutable_not_dropped() -> None:
+    with pytest.raises(events.InvalidEventError, match="names no topic"):
+        route({"id": "x", "routingslip": [["later"], []]})
+
+
+def test_a_new_id_always_names_its_origin() -> None:
+    [output] = route({"id": "in"}, {"id": "new", "createdfrom": "older"})
+    assert output.event["createdfrom"] == "in"
+    [kept] = route({"id": "in", "routingslip": None})
+    assert kept.event["routingslip"] is None
