@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-unit lint schema golden bench bench-memory bench-reconcile bench-connector bench-platform demo platform platform-down platform-clean image chart-tools chart-rbac chart-test clean
+.PHONY: install test test-unit browser screenshots lint schema golden bench bench-memory bench-reconcile bench-connector bench-platform demo platform platform-down platform-clean image chart-tools chart-rbac chart-test clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +13,18 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-test: install chart-tools image platform ## every test: unit, CLI, chart, image and integration (on the local platform)
+test: install chart-tools image platform browser ## every test: unit, CLI, chart, image, browser and integration (on the local platform)
 	$(BIN)/pytest
 
 test-unit: install chart-tools ## the tests that need no platform
 	$(BIN)/pytest -m "not integration"
+
+browser: ## headless Chromium and chromedriver for the status page's tests (Debian's packages)
+	bash hack/browser/install.sh
+
+screenshots: install platform browser ## the status page in Chromium; the application page becomes docs/status-page.png
+	$(BIN)/pytest tests/integration/test_status_page.py
+	cp build/screenshots/application.png docs/status-page.png
 
 platform: ## build (once, cached in ~/.cache/mico-platform) and start the local platform
 	bash hack/platform/prerequisites.sh

@@ -5,6 +5,8 @@ unchanged. Pure: the clock and the id source are arguments, so every step is rep
 from __future__ import annotations
 
 import copy
+import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +22,9 @@ SPEC_VERSIONS = frozenset({"0.2", "0.3", "1.0"})
 #: Deeper JSON than this is refused: orjson writes at most 254 levels, and copies recurse.
 MAX_DEPTH = 200
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+#: orjson reads an integer past 64 bits as a float: a value with such a run of digits is read by
+#: the standard library instead, which keeps every integer exact.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 class InvalidEventError(ValueError):
@@ -36,7 +41,43 @@ class Output:
     event: Event
 
     def value(self) -> bytes:
-        return orjson.dumps(self.event)
+        return dumps(self.event)
+
+
+def loads(value: bytes) -> Any:
+    """JSON as it was written, numbers included; a ValueError says why it is not JSON."""
+    if _LONG_DIGITS.search(value) is None:
+        return orjson.loads(value)
+    try:  # as strict as orjson: UTF-8 without a BOM, no lone surrogate, finite numbers
+        parsed = json.loads(value.decode("utf-8"), parse_float=_finite, parse_constant=_not_json)
+        _stdlib_dumps(parsed)
+    except RecursionError:
+        raise ValueError(f"it nests deeper than {MAX_DEPTH} levels") from None
+    return parsed
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON; what orjson cannot write (integers past 64 bits) by the standard library."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return _stdlib_dumps(value)
+
+
+def _stdlib_dumps(value: Any) -> bytes:
+    """A UnicodeEncodeError (a ValueError) for a string with a lone surrogate, as orjson."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return number
+
+
+def _not_json(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
 
 
 def timestamp(now: datetime) -> str:
@@ -50,8 +91,8 @@ def parse(value: bytes | None) -> Event:
     if not value:
         raise InvalidEventError("the record has no value")
     try:
-        event = orjson.loads(value)
-    except orjson.JSONDecodeError as err:
+        event = loads(value)
+    except ValueError as err:
         raise InvalidEventError(f"the record is not JSON: {err}") from None
     return checked(event)
 
@@ -140,19 +181,26 @@ def routed(
         event = copy.deepcopy(result)
         if event.get("routingslip") is not None:
             event["routingslip"] = copy.deepcopy(rest)
-        event = with_hop(event, "topic", topic, now)
-        event.setdefault("id", new_id())
+        event = linked(source, with_hop(event, "topic", topic, now), new_id)
         event.setdefault("time", timestamp(now))
-        if "id" in source:
-            event.setdefault("correlationid", source["id"])
-            if event["id"] != source["id"]:
-                event["createdfrom"] = source["id"]
         destination = topic
         if event.get("istestmessage") is True and event.get("filteroutbeforetopic") == topic:
             destination = test_topic
         key = event.get("partitionkey")
         outputs.append(Output(destination, key.encode() if isinstance(key, str) else None, event))
     return outputs
+
+
+def linked(source: Event, result: Event, new_id: Callable[[], str]) -> Event:
+    """A copy of a result of `source` with an id of its own, correlated with `source` and,
+    when its id differs, created from it."""
+    event = {**result}
+    event.setdefault("id", new_id())
+    if "id" in source:
+        event.setdefault("correlationid", source["id"])
+        if event["id"] != source["id"]:
+            event["createdfrom"] = source["id"]
+    return event
 
 
 def error_event(

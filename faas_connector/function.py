@@ -7,10 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import urllib3
 
-from faas_connector.events import Event, InvalidEventError, checked
+from faas_connector.events import Event, InvalidEventError, checked, dumps, loads
 
 #: Gateway answers that mean "not now": the function is down, scaling or overloaded.
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
@@ -40,8 +39,8 @@ def answer(status: int, body: bytes) -> Answer:
     if status >= 400:
         return Answer(error=f"the function answered {status}: {_excerpt(body)}")
     try:
-        results = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        results = loads(body)
+    except ValueError:
         return Answer(error=f"the function's answer is not JSON: {_excerpt(body)}")
     if not isinstance(results, list):
         return Answer(error="the function's answer is not an array of events")
@@ -64,7 +63,7 @@ class Gateway:
             response = self.pool.request(
                 "POST",
                 f"{self.url}/function/{function}",
-                body=orjson.dumps(event),
+                body=dumps(event),
                 headers={"Content-Type": "application/cloudevents+json"},
                 timeout=self.timeout,
                 preload_content=True,

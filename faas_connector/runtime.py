@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from faas_connector import events
@@ -222,8 +221,9 @@ class Connector:
                     now=now,
                     new_id=self.new_id,
                 )
-            except InvalidEventError as err:
-                outputs.append(self._error(event, str(err), "unroutable", now))
+            except InvalidEventError as err:  # the result is what is lost if it is not the data
+                unroutable = event if result is event else events.linked(event, result, self.new_id)
+                outputs.append(self._error(unroutable, str(err), "unroutable", now))
         return outputs
 
     def _error(self, source: Event | bytes | None, message: str, reason: str, now: datetime) -> Output:
@@ -237,9 +237,9 @@ class Connector:
         event = events.error_event(
             source, message, trace=reason, origin=self.config.origin, now=now, new_id=self.new_id
         )
-        size = len(orjson.dumps(event))
+        size = len(events.dumps(event))
         if size > MAX_ERROR_BYTES:
-            text = orjson.dumps(source) if isinstance(source, dict) else source or b""
+            text = events.dumps(source) if isinstance(source, dict) else source or b""
             event["data"] = {
                 "truncated": True,
                 "bytes": size,

@@ -45,6 +45,19 @@ sys.exit(0 if len(apps) == 2 and all(a["deployment"] == "Deployed" for a in apps
 for _ in $(seq 180); do deployed && break; sleep 0.5; done  # up to 15 s of it waiting for an old lease
 deployed || { echo "the applications did not become Deployed; see .platform/logs/demo-daemon.log"; exit 1; }
 $cli status --state-db "$demo/state.db"
+echo "status page: $api/"
+
+step "the platform's Prometheus scrapes the daemon (job mico-demo)"
+printf '[{"targets": ["127.0.0.1:%s"], "labels": {"job": "mico-demo"}}]\n' "$port" \
+  > "$PROMETHEUS_TARGETS_DIR/mico-demo.json"
+query='sum by (application, status) (mico_reconciler_application_status{job="mico-demo"} == 1)'
+answer() { curl -sf --get "$PROMETHEUS_URL/api/v1/query" --data-urlencode "query=$query" | python3 -c '
+import json, sys; result = json.load(sys.stdin)["data"]["result"]
+if not result: sys.exit(1)
+for r in result: print("  " + r["metric"]["application"] + ": " + r["metric"]["status"])' 2>/dev/null; }
+echo "PromQL: $query"
+for _ in $(seq 60); do answer && break; sleep 0.5; done
+answer >/dev/null || { echo "Prometheus did not scrape the daemon in 30 s; see $PROMETHEUS_URL/targets"; exit 1; }
 
 step "a GitOps change: scale the RealWorld backend to 3, reviewed as a pull request would be"
 sed -i 's/        replicas: 2/        replicas: 3/' "$demo/work/mico.yaml" && commit "scale the backend"
@@ -66,10 +79,12 @@ $kubectl -n mico-workspace get deployments,services
 cat <<TXT
 
 What to look at next:
+  $api/                                          # the status page: applications, graphs, history
+  $PROMETHEUS_URL/graph?g0.expr=mico_reconciler_application_status   # the same in Prometheus
   source .platform/env && \$MICO_PLATFORM_BIN/kubectl -n mico-workspace get deploy,svc,pods
   $cli history --state-db .platform/demo/state.db
   $cli status --state-db .platform/demo/state.db realworld
-  curl $api/metrics | grep ^mico_reconciler     # Prometheus at $PROMETHEUS_URL can scrape it
+  curl $api/metrics | grep ^mico_reconciler     # what Prometheus scrapes (job mico-demo)
   curl $api/api/applications
   $kubectl -n mico-workspace scale deploy -l ust.mico/name=msg-validator --replicas=5   # drift: reverted within 30 s
 The daemon keeps running (pid $(cat "$pidfile")); make platform-down stops it with the platform.

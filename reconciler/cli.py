@@ -121,7 +121,8 @@ examples:
 every flag also has an environment variable: MICO_ and the flag's name in capitals (MICO_REPO,
 MICO_INTERVAL, MICO_SELF_HEAL=false, ...). Logs are JSON lines on stderr. Every setting, file and
 the state database are checked before the daemon connects to the cluster or serves.
-endpoints: /metrics /healthz /readyz /api/applications[/NAME] /api/services/NAME /api/history
+endpoints: / (the status page: applications, one application, /history) /metrics /healthz /readyz
+           /api/applications[/NAME] /api/services/NAME /api/history
            POST /webhook/github (X-Hub-Signature-256), POST /webhook/generic (Authorization: Bearer SECRET)
 """
 _SYNC_EXAMPLES = """\
@@ -245,6 +246,16 @@ def _listen(text: str) -> tuple[str, int]:
     if not (colon and port.isascii() and port.isdigit() and int(port) <= 65535 and " " not in host):
         raise argparse.ArgumentTypeError("expected HOST:PORT with a port from 0 to 65535")
     return host or "127.0.0.1", int(port)
+
+
+def _url_prefix(text: str) -> str:
+    """A path the status page's links start with: it is written into every page."""
+    prefix = text.rstrip("/")
+    if prefix and not re.fullmatch(r"(/[A-Za-z0-9._~-]*[A-Za-z0-9_~-][A-Za-z0-9._~-]*){1,16}", prefix):
+        raise argparse.ArgumentTypeError(
+            "expected a path such as /mico: segments of A-Z a-z 0-9 . _ ~ -, not . or .."
+        )
+    return prefix
 
 
 def _setting(name: str, kind: type[str] | type[int]) -> Callable[[str], Any]:
@@ -466,6 +477,13 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
         )
         _option(
             group, "--listen", type=_listen, default="127.0.0.1:8080", help="HOST:PORT of the HTTP endpoints"
+        )
+        _option(
+            group,
+            "--url-prefix",
+            type=_url_prefix,
+            default="",
+            help="the path an ingress serves the status page and API under, e.g. /mico (default: the root)",
         )
         _option(
             group,
@@ -1013,6 +1031,7 @@ def _run(args: argparse.Namespace) -> int:
                 lease_api=_connect(args)[0] if args.leader_election else None,
                 lease_namespace=args.lease_namespace or engine.options.settings.namespace,
                 lease_name=args.lease_name or lease_name(engine.options.tracking),
+                url_prefix=args.url_prefix,
             ),
         )
     except ListenError as err:

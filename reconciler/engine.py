@@ -48,7 +48,7 @@ from reconciler.render import Renderer, ServiceId, Settings, build_gates, builds
 from reconciler.render.labels import MANAGED_BY, MANAGED_BY_LABEL, applications_of
 from reconciler.render.topics import kafka_topics, resource_name
 from reconciler.source.files import SourceError
-from reconciler.source.git import GitSource, Snapshot
+from reconciler.source.git import Commit, GitSource, Snapshot
 from reconciler.source.previous import PreviousConfigs
 from reconciler.spec import Spec, SpecError
 from reconciler.spec.loader import Loader
@@ -108,6 +108,8 @@ class RunResult:
     trigger: str
     outcome: RunOutcome = RunOutcome.FAILED
     revision: str | None = None
+    #: the revision's summary and author, for the history
+    commit: Commit | None = None
     error: str | None = None
     problems: list[dict[str, Any]] = field(default_factory=list)
     #: every problem found; `problems` keeps the first ones and a line that counts the rest
@@ -202,6 +204,12 @@ class Engine:
         self._verified: dict[ObjectRef, tuple[str, str]] = {}
         #: Set by the daemon under leader election: whether this replica may still write.
         self.fence: Callable[[], bool] | None = None
+
+    @property
+    def last_spec(self) -> tuple[str, Spec] | None:
+        """The last config that loaded, and its revision (read by the status page's threads:
+        one reference, replaced whole)."""
+        return self._spec_cache
 
     def run(self, trigger: str) -> RunResult:
         with self._lock:
@@ -313,6 +321,7 @@ class Engine:
         with _timed(result, "fetch"):
             snapshot = self._fetch()
         result.revision = snapshot.revision
+        result.commit = snapshot.commit
         if self._repeats(result):
             return
         if snapshot.rewritten:
@@ -783,6 +792,9 @@ class Engine:
             ],
             applied=applied,
             repeats=self._settled.recorded_on if result.repeated and self._settled else None,
+            commit=(result.commit.summary, result.commit.author, result.commit.committed)
+            if result.commit is not None
+            else None,
         )
 
     def _export(self, result: RunResult, *, recorded: bool = True) -> None:

@@ -1,5 +1,5 @@
-"""HTTP endpoints: /metrics, /healthz, /readyz, read-only JSON API (with /api/health),
-authenticated webhooks.
+"""HTTP endpoints: /metrics, /healthz, /readyz, read-only JSON API (with /api/health), the
+status page (`reconciler.web`), authenticated webhooks.
 
 Webhooks only ever trigger a run of the configured repository; their payload is never trusted
 for anything else. GitHub's `X-Hub-Signature-256` (HMAC-SHA256 of the body) and the generic
@@ -53,6 +53,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from reconciler.plan.health import service_view
 from reconciler.store import Store, StoreError
+from reconciler.web.pages import Pages
 
 log = logging.getLogger("mico_reconciler.http")
 
@@ -129,12 +130,14 @@ class Endpoints:
         ready: Callable[[], bool],  # called by the I/O thread: it must not block
         webhook_secret: bytes | None,
         limits: Limits | None = None,
+        pages: Pages | None = None,
     ) -> None:
         self.store = store
         self.trigger = trigger
         self.ready = ready
         self.secret = webhook_secret
         self.limits = limits or Limits()
+        self.pages = pages
         self._rejections = _Throttled(log)
 
     def serve(self, host: str, port: int) -> Server:
@@ -178,6 +181,9 @@ class Endpoints:
 
     def get(self, request: Request) -> Response:
         path, query = request.path, parse_qs(request.url.query)
+        prefix = self.pages.prefix if self.pages is not None else ""
+        if prefix and (path == prefix or path.startswith(prefix + "/")):  # behind an ingress path
+            path = path[len(prefix) :] or "/"
         if path == "/metrics":
             return Response(200, generate_latest(), CONTENT_TYPE_LATEST)
         if path == "/api/applications":
@@ -207,6 +213,9 @@ class Endpoints:
             return self._healthz()
         if path == "/readyz":
             return self._readyz()
+        page = self.pages.get(path, query) if self.pages is not None else None
+        if page is not None:
+            return Response(page.status, page.body, page.content_type, page.headers)
         return _json(404, {"error": "not found"})
 
     # -- probes: cheap and non-blocking (the I/O thread answers them) ------------------------------

@@ -20,6 +20,7 @@ from reconciler.daemon.http import Endpoints
 from reconciler.daemon.trigger import Coalescer, Rechecks, Timer, start_timer
 from reconciler.engine import Engine, RunResult
 from reconciler.plan.health import DeploymentStatus
+from reconciler.web.pages import Pages
 
 log = logging.getLogger("mico_reconciler.daemon")
 
@@ -38,6 +39,8 @@ class DaemonOptions:
     lease_namespace: str
     lease_name: str
     progress_interval: float = 5
+    #: the path an ingress serves the daemon under ("" = at the root)
+    url_prefix: str = ""
 
 
 class RunLoop:
@@ -118,6 +121,9 @@ def serve(engine: Engine, options: DaemonOptions) -> None:
         trigger=loop.trigger,
         ready=lambda: loop.first_run_done.is_set() or not leading.is_set(),
         webhook_secret=options.webhook_secret,
+        pages=Pages(
+            engine.store, lambda: engine.last_spec, engine.options.settings, prefix=options.url_prefix
+        ),
     )
     try:
         server = endpoints.serve(options.host, options.port)

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
+from reconciler import __version__
 from reconciler.spec.model import DNS_LABEL_PATTERN, IMAGE_PATTERN, LABEL_VALUE_PATTERN
 from reconciler.spec.names import MAX_NAME, label_safe
 
@@ -40,8 +41,11 @@ class Settings:
     dead_letter_topic: str = "DeadLetter"
     test_message_output_topic: str = "TestMessagesOutput"
     openfaas_gateway: str = "http://gateway.openfaas:8080"
-    #: MICO's last connector release; pinned, so a render means the same image every time
-    connector_image: str = "docker.io/ustmico/kafka-faas-connector:v1.0.2"
+    #: this product's own image, which carries the connector (`make image`); pinned to this
+    #: version, so a render means the same image every time
+    connector_image: str = f"localhost/mico-reconciler:{__version__}"
+    #: the connector's entrypoint in that image; "" runs the image's own (MICO's Java connector)
+    connector_command: str = "mico-kafka-faas-connector"
     kaniko_image: str = "gcr.io/kaniko-project/executor:v1.23.2"
     registry_secret: str = "mico-registry-credentials"  # noqa: S105 - a Secret's name, not a secret
     build_deadline_seconds: int = 600
@@ -145,6 +149,11 @@ _RULES: dict[str, tuple[Callable[[str], bool], str]] = {
         _connector_image,
         _IMAGE_FORM + " pinned by a version tag (not latest) or a digest; the tag is a label value "
         "(at most 63 characters, beginning and ending with a letter or digit)",
+    ),
+    "connector_command": (
+        _pattern(r"(/?[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?"),
+        "an executable's name or absolute path (letters, digits, '.', '_', '-', '/'), or empty "
+        "for the image's entrypoint",
     ),
     "kaniko_image": (_pattern(IMAGE_PATTERN), _IMAGE_FORM),
     "registry_secret": (_pattern(DNS_SUBDOMAIN), "a Secret name (a DNS subdomain)"),

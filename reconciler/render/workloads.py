@@ -233,6 +233,7 @@ def connector_deployment(app: Application, connector: KafkaFaasConnector, settin
         container={
             "name": CONNECTOR_SHORT_NAME,
             "image": settings.connector_image,
+            **({"command": [settings.connector_command]} if settings.connector_command else {}),
             "imagePullPolicy": connector.image_pull_policy,
             "env": _env(env),
         },

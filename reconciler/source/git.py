@@ -62,6 +62,16 @@ _STDERR_LINES, _STDERR_CHARS = 3, 500
 
 
 @dataclass(frozen=True)
+class Commit:
+    """What people recognise a revision by: the first line of its message, its author's name
+    (never the e-mail address) and when it was committed (seconds since the epoch)."""
+
+    summary: str
+    author: str
+    committed: float
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The config at one commit."""
 
@@ -72,6 +82,7 @@ class Snapshot:
     #: The commit fetched before this one (None on the first fetch into a clone, also after the
     #: clone was set aside as damaged).
     previous: str | None = None
+    commit: Commit | None = None
 
 
 @dataclass
@@ -88,6 +99,7 @@ class GitSource:
     _fetched: str | None = field(default=None, init=False, repr=False)
     _config: tuple[str, dict[str, bytes]] | None = field(default=None, init=False, repr=False)
     _blobs: dict[str, bytes] = field(default_factory=dict, init=False, repr=False)
+    _commit: tuple[str, Commit] | None = field(default=None, init=False, repr=False)
     #: The clone, kept open between fetches: its `git cat-file` processes answer in microseconds.
     _open: git.Repo | None = field(default=None, init=False, repr=False)
 
@@ -126,7 +138,22 @@ class GitSource:
         if revision != self._fetched:
             self._local(repo.git.update_ref, "refs/mico/fetched", revision)
             self._fetched = revision
-        return Snapshot(revision, self._read(revision), rewritten, previous)
+        return Snapshot(revision, self._read(revision), rewritten, previous, self._described(repo, revision))
+
+    def _described(self, repo: git.Repo, revision: str) -> Commit:
+        """The commit's summary and author, read once per revision."""
+        if self._commit is None or self._commit[0] != revision:
+            try:
+                commit = repo.commit(revision)
+                described = Commit(
+                    str(commit.summary)[:200],
+                    str(commit.author.name or "")[:100],
+                    float(commit.committed_date),
+                )
+            except (ValueError, git.GitError, git.exc.ODBError) as err:  # the clone cannot be read
+                raise _DamagedError(f"git cat-file {revision}: {type(err).__name__}") from err
+            self._commit = (revision, described)
+        return self._commit[1]
 
     def _fetch_head(self) -> str | None:
         """The object FETCH_HEAD names, read from the file git writes (no process); a tag's id

@@ -107,6 +107,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE runs ADD COLUMN last_seen REAL;
     """,
+    # what people recognise a revision by, once per revision (the status page, the API)
+    """
+    CREATE TABLE commits (
+        revision TEXT PRIMARY KEY, summary TEXT NOT NULL, author TEXT NOT NULL, committed REAL NOT NULL
+    );
+    CREATE INDEX run_problems_run ON run_problems(run_id);
+    CREATE INDEX run_topics_run ON run_topics(run_id);
+    CREATE INDEX builds_run ON builds(run_id);
+    """,
 )
 
 #: What a run records, compared with the run before it to tell a repeat (see `finish_run`).
@@ -609,6 +618,7 @@ class Store:
         statuses: Iterable[AppStatusRecord] = (),
         applied: Mapping[tuple[str, str, str, str], str | None] | None = None,
         repeats: int | None = None,
+        commit: tuple[str, str, float] | None = None,
     ) -> int | None:
         """Everything a run found, in one transaction; `applied` maps object keys to the hash now
         applied (None: deleted).
@@ -622,6 +632,8 @@ class Store:
         writes. Then `applied` is kept to be written later; so is the outcome of a run whose
         start was written (its actions, problems and statuses are lost, and its error says so).
 
+        `commit` is the revision's (summary, author, committed), kept while a run of it is.
+
         `repeats` names the recorded run this one repeats as far as the engine knows (nothing
         can have changed since): when that row is still the latest, the run is counted on it
         without writing its statuses (which cost most of a row) to compare them."""
@@ -632,6 +644,8 @@ class Store:
             _write_applied(db, applied)
             if run_id < 1:
                 return None
+            if commit is not None and revision is not None:
+                db.execute("INSERT OR IGNORE INTO commits VALUES (?, ?, ?, ?)", (revision, *commit))
             if repeats is not None and _still_latest(db, run_id, repeats, (revision, outcome, error)):
                 return _count_repeat(db, run_id, repeats, now)
             db.execute(
@@ -666,6 +680,10 @@ class Store:
             db.execute(
                 "DELETE FROM runs WHERE id <= (SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?)",
                 (self.retention,),
+            )
+            db.execute(
+                "DELETE FROM commits WHERE revision NOT IN "
+                "(SELECT revision FROM runs WHERE revision IS NOT NULL)"
             )
             return recorded_on
 
@@ -837,6 +855,23 @@ class Store:
             found.setdefault((build["service"], build["version"]), []).append(build)
         return found
 
+    def recent_builds(self, service: str, version: str, limit: int = 3) -> list[dict[str, Any]]:
+        """The newest finished builds of a service version (for the status page, every few
+        seconds: by index, not the whole table)."""
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT * FROM builds WHERE service = ? AND version = ? AND outcome != 'running' "
+                "ORDER BY id DESC LIMIT ?",
+                (service, version, limit),
+            ).fetchall()
+        return [self._checked("builds", row, _BUILD_RECORD_COLUMNS) for row in rows]
+
+    def application_names(self) -> list[str]:
+        """Every application some recorded run has a status of."""
+        with self._reading() as db:
+            rows = db.execute("SELECT DISTINCT app FROM app_status ORDER BY app").fetchall()
+        return [self._checked("app_status", row, {"app": _TEXT})["app"] for row in rows]
+
     def applied(self) -> dict[tuple[str, str, str, str], str]:
         """The hash applied of each object; kept in memory until another connection (a `sync`
         beside the daemon) writes the file: every run reads it, and it holds every object."""
@@ -870,7 +905,9 @@ class Store:
         return None if row is None else self._checked("runs", row, {"revision": _optional(_TEXT)})["revision"]
 
     def runs(self, *, limit: int = 20, app: str | None = None) -> list[dict[str, Any]]:
-        query = "SELECT * FROM runs"
+        query = (
+            "SELECT runs.*, c.summary, c.author FROM runs LEFT JOIN commits c ON c.revision = runs.revision"
+        )
         params: list[Any] = []
         if app is not None:
             query += " WHERE id IN (SELECT run_id FROM app_status WHERE app = ?)"
@@ -878,7 +915,10 @@ class Store:
         query += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
         with self._reading() as db:
-            runs = [self._checked("runs", r, _RUN_COLUMNS) for r in db.execute(query, params).fetchall()]
+            runs = [
+                self._checked("runs", r, _RUN_COLUMNS) | self._checked("commits", r, _COMMIT_COLUMNS)
+                for r in db.execute(query, params).fetchall()
+            ]
             for run in runs:
                 run["actions"] = [
                     self._checked("run_actions", r, _ACTION_COLUMNS)
@@ -918,8 +958,9 @@ class Store:
     def statuses(self, app: str | None = None) -> list[dict[str, Any]]:
         """The latest status of each application (or of one)."""
         query = (
-            "SELECT s.*, r.revision, COALESCE(r.last_seen, r.finished) AS finished "
-            "FROM app_status s JOIN runs r ON r.id = s.run_id "
+            "SELECT s.*, r.revision, r.outcome, COALESCE(r.last_seen, r.finished) AS finished, "
+            "c.summary, c.author "
+            "FROM app_status s JOIN runs r ON r.id = s.run_id LEFT JOIN commits c ON c.revision = r.revision "
             "WHERE s.run_id = (SELECT MAX(run_id) FROM app_status)"
         )
         params: list[Any] = []
@@ -930,6 +971,7 @@ class Store:
             rows = [
                 self._checked("app_status", r, _STATUS_COLUMNS)
                 | self._checked("runs", r, _STATUS_RUN_COLUMNS)
+                | self._checked("commits", r, _COMMIT_COLUMNS)
                 for r in db.execute(query + " ORDER BY s.app, s.version", params)
             ]
         for row in rows:
@@ -999,7 +1041,14 @@ _STATUS_COLUMNS = {
     **dict.fromkeys(("app", "version", "deployment", "sync"), _TEXT),
     "detail": _JSON_OBJECT,
 }
-_STATUS_RUN_COLUMNS = {"revision": _optional(_TEXT), "finished": _optional(_TIME)}
+_STATUS_RUN_COLUMNS = {
+    "run_id": _INTEGER,
+    "outcome": _TEXT,
+    "revision": _optional(_TEXT),
+    "finished": _optional(_TIME),
+}
+#: a revision's commit, joined (NULL when it was not recorded)
+_COMMIT_COLUMNS = {"summary": _optional(_TEXT), "author": _optional(_TEXT)}
 
 
 def _count_repeat(db: sqlite3.Connection, run_id: int, repeated: int, now: float) -> int:

@@ -64,6 +64,8 @@ CHART_FIXED = {
 SECRET_FILES = {"ssh_key_file", "webhook_secret_file"}
 #: Never set in a pod: the in-cluster config is used.
 NEVER = {"kubeconfig"}
+#: Values whose "" stands for something the chart knows: the connector runs from the chart's own image.
+CHART_DERIVED = {"connector_image"}
 
 
 def _camel(name: str) -> str:
@@ -273,7 +275,53 @@ def test_every_daemon_flag_is_a_value_with_the_daemons_default(clean_env: pytest
         assert name in defaults, f"--{dest.replace('_', '-')} has no value {name} in values.yaml"
         assert name in schema["properties"], f"{name} is not in values.schema.json"
         daemon = "" if action.default is None else action.default
+        if dest in CHART_DERIVED:
+            assert defaults[name] == "", f"{name}: the chart's default is derived, not {defaults[name]!r}"
+            continue
         assert defaults[name] == daemon, f"{name}: {defaults[name]!r} is not the daemon's {daemon!r}"
+
+
+def test_the_connector_runs_from_the_charts_own_image(clean_env: pytest.MonkeyPatch) -> None:
+    """By default the chart's image, which is the daemon's own default; with a digest, pinned by it."""
+    connector = env_of(render(CHART / "ci" / "default-values.yaml"))["MICO_CONNECTOR_IMAGE"]
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert connector == Settings().connector_image == f"localhost/mico-reconciler:{app_version}"
+    digest = "sha256:" + "b" * 64
+    objects = render(
+        CHART / "ci" / "default-values.yaml",
+        extra=("--set", "image.repository=registry.example.com/mico", "--set", f"image.digest={digest}"),
+    )
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    assert (
+        env_of(objects)["MICO_CONNECTOR_IMAGE"]
+        == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
+    assert env_of(objects)["MICO_CONNECTOR_IMAGE"].endswith("@" + digest)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "image.tag=latest",
+        "image.tag=_v1",
+        "image.tag=" + "v" * 64,
+        "image.repository=Registry.example.com/Team/x",
+    ],
+)
+def test_an_image_the_connectors_could_not_run_is_refused_by_the_schema(image: str) -> None:
+    """The connectors run the chart's own image: what the daemon would refuse as one fails install."""
+    refused = helm(
+        "template",
+        "r",
+        str(CHART),
+        "-f",
+        str(CHART / "ci" / "default-values.yaml"),
+        "--set",
+        image,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "values don't meet the specifications of the schema" in refused.stderr
 
 
 def test_every_daemon_flag_reaches_the_pod(clean_env: pytest.MonkeyPatch) -> None:
@@ -325,6 +373,7 @@ def test_values_schema_accepts_exactly_what_the_daemon_accepts(field: str) -> No
     wrong = [
         (probe, "daemon accepts" if daemon else "daemon refuses")
         for probe in [default, *_PROBES]
+        if not (field in CHART_DERIVED and probe == "")
         if (daemon := render_settings.problem(field, probe) is None) != validator.is_valid(probe)
     ]
     assert not wrong, f"values.schema.json and the daemon disagree on {_camel(field)}: {wrong}"

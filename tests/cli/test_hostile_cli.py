@@ -274,6 +274,7 @@ BAD_SETTINGS = (
     ("--openfaas-gateway", "http://admin:hunter2@gateway:99999"),
     ("--connector-image", "docker.io/ustmico/kafka-faas-connector:latest-"),
     ("--connector-image", "docker.io/ustmico/kafka-faas-connector:" + "v" * 128),
+    ("--connector-command", "sh -c hunter2"),
     ("--build-deadline-seconds", "hunter2"),
     ("--build-ttl-seconds", "0"),
 )
@@ -298,6 +299,10 @@ BAD_DAEMON_FLAGS = (
     ("--repo", "https://user:hunter2@git.example.com/config.git"),
     ("--repo", "https://s3cr3t-TOKEN@git.example.com/config.git"),
     ("--conflicts", "hunter2"),
+    ("--url-prefix", "mico"),
+    ("--url-prefix", "/.."),
+    ("--url-prefix", "/a b"),
+    ("--url-prefix", "/<script>"),
     ("--topics", "hunter2"),
     ("--log-level", "hunter2"),
     ("--self-heal", "hunter2"),
@@ -321,7 +326,7 @@ def test_bad_render_setting_exits_2(flag: str, value: str, via: str) -> None:
         assert _variable(flag) in result.stderr
 
 
-_DAEMON_ONLY = ("--interval", "--listen", "--lease-namespace")
+_DAEMON_ONLY = ("--interval", "--listen", "--lease-namespace", "--url-prefix")
 
 
 @pytest.mark.parametrize("via", ["flag", "environment"])

@@ -19,8 +19,8 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures shared with th
     make_engine,
     namespace,
     platform,
+    start_daemon,
 )
-from tests.integration.test_daemon import start_daemon  # noqa: F401 - a fixture
 
 RECOVERIES: list[tuple[str, str, float]] = []
 

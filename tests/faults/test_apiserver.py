@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from kubernetes import client
 
-from tests.integration.conftest import PLATFORM, ConfigRepo, Daemon, deployments, identities
-from tests.integration.test_daemon import SECRET, _many_services
+from tests.integration.conftest import PLATFORM, SECRET, ConfigRepo, Daemon, deployments, identities
+from tests.integration.test_daemon import _many_services
 from tests.integration.test_platform import eventually
 
 SERVICES = 150

@@ -12,9 +12,9 @@ from typing import Any
 from kubernetes import client
 
 from reconciler.engine import Engine, RunOutcome
-from tests.integration.conftest import ConfigRepo, Daemon, deployments
+from tests.integration.conftest import SECRET, ConfigRepo, Daemon, deployments
 from tests.integration.test_builds import jobs
-from tests.integration.test_daemon import SECRET, _many_services
+from tests.integration.test_daemon import _many_services
 from tests.integration.test_platform import eventually
 
 SERVICES = 20

@@ -356,6 +356,60 @@ def ready(daemon: Daemon) -> bool:
         return False
 
 
+#: The webhook secret of the daemons `start_daemon` starts.
+SECRET = b"s3cret-for-tests"
+
+
+@pytest.fixture
+def start_daemon(
+    platform: Platform, config_repo: ConfigRepo, namespace: str, tmp_path: Path
+) -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+    (tmp_path / "webhook-secret").write_bytes(SECRET)
+
+    def start(state: str = "daemon.db", *extra: str, wait_for_run: bool = True) -> Daemon:
+        port = free_port()
+        log = open(tmp_path / f"{state}.log", "ab")  # noqa: SIM115 - closed with the process
+        command = reconciler_command(
+            "run",
+            platform,
+            config_repo.url,
+            namespace,
+            state_db=tmp_path / state,
+            workdir=tmp_path / f"{state}-repo",
+        )
+        process = subprocess.Popen(
+            [
+                *command,
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--interval",
+                "3600",
+                "--webhook-secret-file",
+                str(tmp_path / "webhook-secret"),
+                *extra,
+            ],
+            stdout=log,
+            stderr=log,
+        )
+        daemon = Daemon(process, f"http://127.0.0.1:{port}", tmp_path / state)
+        started.append(daemon)
+        from tests.integration.test_platform import eventually
+
+        eventually(
+            lambda: ready(daemon) if wait_for_run else listening(daemon),
+            timeout=60,
+            what="the daemon to be ready",
+        )
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.process.terminate()
+            daemon.process.wait(timeout=30)
+
+
 def token_kubeconfig(platform: Platform, kube: client.ApiClient, namespace: str, account: str) -> str:
     """A kubeconfig for a ServiceAccount: the platform's server and CA, a TokenRequest token."""
     core = client.CoreV1Api(kube)

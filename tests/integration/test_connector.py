@@ -169,6 +169,13 @@ def test_unusable_records_become_error_events_with_their_source(
     assert by_source[expired["id"]]["errormessage"] == "the event has already expired"
     assert by_source[expired["id"]]["data"] == expired
     assert "no routing slip" in by_source[nowhere["id"]]["errormessage"]
+    # the function's result is what could not be routed: it is the data, not the input
+    assert by_source[nowhere["id"]]["data"]["routingslip"] == []
+    assert by_source[nowhere["id"]]["data"]["route"][-1] == {
+        "type": "faas-function",
+        "id": "dispatch",
+        "timestamp": by_source[nowhere["id"]]["data"]["route"][-1]["timestamp"],
+    }
     assert by_source[None]["data"] == "{not json"
     assert by_source[None]["source"] == f"kafka://{topics.input}-connector/{topics.input}"
     assert gateway.calls == 1  # the expired event and the malformed record never reached the function

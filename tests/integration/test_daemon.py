@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +20,19 @@ import pytest
 import yaml
 from kubernetes import client
 
+from reconciler import __version__
 from reconciler.cluster.resources import DEPLOYMENT, SERVICE
 from reconciler.engine import Engine, RunOutcome
 from reconciler.store import Store
 from tests.helpers import example_data, run
 from tests.integration.conftest import (
     BACKEND,
+    SECRET,
     ConfigRepo,
     Daemon,
     Platform,
     backend,
     deployments,
-    free_port,
-    listening,
-    ready,
-    reconciler_command,
     sync_command,
     versions,
 )
@@ -185,9 +183,10 @@ def test_connector_deployment_info_reaches_the_cluster(
     ]
     assert connector.spec.replicas == 2
     assert connector.metadata.labels["team"] == "messaging"
-    assert connector.metadata.labels["ust.mico/version"] == "v1.0.2"
+    assert connector.metadata.labels["ust.mico/version"] == __version__
     (container,) = connector.spec.template.spec.containers
-    assert container.image == "docker.io/ustmico/kafka-faas-connector:v1.0.2"
+    assert container.image == f"localhost/mico-reconciler:{__version__}"
+    assert container.command == ["mico-kafka-faas-connector"]
     assert container.image_pull_policy == "IfNotPresent"
     assert (container.env[0].name, container.env[0].value) == ("LOG_LEVEL", "debug")
 
@@ -455,57 +454,6 @@ def test_an_invalid_commit_changes_nothing_and_shows_everywhere(
 
 
 # -- the daemon: webhooks, metrics, Prometheus, restarts ------------------------------------------
-
-
-SECRET = b"s3cret-for-tests"
-
-
-@pytest.fixture
-def start_daemon(
-    platform: Platform, config_repo: ConfigRepo, namespace: str, tmp_path: Path
-) -> Iterator[Callable[..., Daemon]]:
-    started: list[Daemon] = []
-    (tmp_path / "webhook-secret").write_bytes(SECRET)
-
-    def start(state: str = "daemon.db", *extra: str, wait_for_run: bool = True) -> Daemon:
-        port = free_port()
-        log = open(tmp_path / f"{state}.log", "ab")  # noqa: SIM115 - closed with the process
-        command = reconciler_command(
-            "run",
-            platform,
-            config_repo.url,
-            namespace,
-            state_db=tmp_path / state,
-            workdir=tmp_path / f"{state}-repo",
-        )
-        process = subprocess.Popen(
-            [
-                *command,
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--interval",
-                "3600",
-                "--webhook-secret-file",
-                str(tmp_path / "webhook-secret"),
-                *extra,
-            ],
-            stdout=log,
-            stderr=log,
-        )
-        daemon = Daemon(process, f"http://127.0.0.1:{port}", tmp_path / state)
-        started.append(daemon)
-        eventually(
-            lambda: ready(daemon) if wait_for_run else listening(daemon),
-            timeout=60,
-            what="the daemon to be ready",
-        )
-        return daemon
-
-    yield start
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.terminate()
-            daemon.process.wait(timeout=30)
 
 
 def sign(body: bytes) -> str:

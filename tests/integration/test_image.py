@@ -23,6 +23,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from reconciler.render import Settings
 from tests.connector_harness import Auditor, create_topics, event, free_port, produce
 from tests.helpers import EXAMPLE
 from tests.integration.conftest import (
@@ -147,6 +148,26 @@ def test_help_is_the_default_command(image: Image) -> None:
     assert "sync" in result.stdout
 
 
+def test_the_status_page_templates_are_in_the_image(image: Image) -> None:
+    """The wheel carries the templates and the stylesheet the daemon's pages are made of."""
+    script = (
+        "import sys; from reconciler.render import Settings; from reconciler.store import Store; "
+        "from reconciler.web.pages import Pages; "
+        "pages = Pages(Store('/tmp/state.db'), lambda: None, Settings()); "
+        "[sys.stdout.write(f'{p.status} {p.content_type} {len(p.body)}\\n') "
+        "for p in (pages.get(path, {}) for path in ('/', '/history', '/style.css'))]"
+    )
+    result = image.run("-c", script, options=("--entrypoint", "python"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert [(status, kind) for status, kind, *_ in lines] == [
+        ("200", "text/html;"),
+        ("200", "text/html;"),
+        ("200", "text/css;"),
+    ]
+    assert all(int(size) > 500 for *_, size in lines)
+
+
 def test_validate_the_example_inside_the_container(image: Image) -> None:
     result = image.run("validate", "/config/mico.yaml", options=("--volume", f"{EXAMPLE.parent}:/config:ro"))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -216,8 +237,10 @@ def test_sync_once_from_the_container_with_a_service_account_token(
 
 
 def test_the_connector_runs_from_the_same_image(image: Image, platform: Platform, kafka_prefix: str) -> None:
-    """`mico-kafka-faas-connector` is the image's other entrypoint: it moves events on the
-    platform's broker from inside the container, and stops cleanly on SIGTERM."""
+    """The image and command the reconciler renders for connectors by default: it moves events
+    on the platform's broker from inside the container, and stops cleanly on SIGTERM."""
+    defaults = Settings()
+    assert defaults.connector_image == image.reference
     names = {role: f"{kafka_prefix}{role}" for role in ("in", "out", "invalid", "dead", "tests")}
     create_topics(platform.kafka_bootstrap, names.values())
     sent = [event({"n": n}) for n in range(20)]
@@ -237,7 +260,7 @@ def test_the_connector_runs_from_the_same_image(image: Image, platform: Platform
         "--detach",
         "--network=host",
         *RESTRICTED,
-        "--entrypoint=mico-kafka-faas-connector",
+        f"--entrypoint={defaults.connector_command}",  # a Pod's `command`
         *(f"--env={k}={v}" for k, v in environment.items()),
         image.reference,
     )

@@ -4,12 +4,15 @@ filter, error events, the function's answers and the configuration."""
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from faas_connector import events
 from faas_connector.config import ConfigError, from_environment
@@ -63,12 +66,59 @@ def test_a_mico_0_2_event_keeps_what_the_connector_does_not_know() -> None:
         (b'{"routingslip": [[".."]]}', "Kafka topic names"),
         (b'{"routingslip": [["' + b"t" * 250 + b'"]]}', "Kafka topic names"),
         (b'{"data": ' + b"[" * 300 + b"]" * 300 + b"}", "deeper than 200 levels"),
+        (b'{"n": 1' + b"0" * 20 + b', "data": ' + b"[" * 300 + b"]" * 300 + b"}", "deeper than 200 levels"),
+        (b'{"n": 1' + b"0" * 20 + b', "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "deeper than 200"),
+        (b'{"data": 1e400}', "not JSON"),
+        (b'{"n": 1' + b"0" * 20 + b', "data": 1e400}', "out of range"),
+        (b'{"n": 1' + b"0" * 20 + b', "data": NaN}', "NaN is not JSON"),
+        (b'{"n": 1' + b"0" * 20 + b', "data": "\xff"}', "not JSON"),  # not UTF-8
+        (b'{"n": 1' + b"0" * 20 + b', "data": "\xed\xa0\x80"}', "not JSON"),  # a surrogate, CESU-8
+        (b'{"n": 1' + b"0" * 20 + b', "data": "\\ud800"}', "not JSON"),  # a lone surrogate escaped
+        (b'\xef\xbb\xbf{"n": 1' + b"0" * 20 + b"}", "not JSON"),  # a byte order mark
+        (b'\xef\xbb\xbf{"n": 1}', "not JSON"),
     ],
 )
 def test_malformed_records_are_named(raw: bytes, reason: str) -> None:
     with pytest.raises(events.InvalidEventError) as caught:
         events.parse(raw)
     assert reason.replace("not an array", "a JSON object, not an array") in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [b"18446744073709551616", b"-1180591620717411303424", b"-9223372036854775809",
+     b"12345678901234567890123", b"9007199254740993", b"0.1", b"1e308", b"-0.0", b"18446744073709551615"],
+)  # fmt: skip
+def test_numbers_pass_through_exactly(number: bytes) -> None:
+    """orjson alone would turn an integer past 64 bits into a float: data must not change."""
+    raw = b'{"id": "a", "data": {"n": ' + number + b', "list": [' + number + b"]}}"
+    [output] = route(events.parse(raw))
+    sent = repr(json.loads(raw)["data"])  # repr: 2**64 == float(2**64), but not as text
+    assert repr(output.event["data"]) == sent
+    assert repr(json.loads(output.value())["data"]) == sent
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)))  # what UTF-8 can hold
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON)
+def test_what_is_read_is_written_back_unchanged(value: Any) -> None:
+    assert repr(events.loads(events.dumps(value))) == repr(value)
+
+
+@given(_JSON, st.integers(min_value=2**64))
+def test_both_readers_accept_and_refuse_the_same(value: Any, big: int) -> None:
+    """Whether a record is valid must not depend on a long number elsewhere in it."""
+    text = events.dumps(value)
+    with_big = b'{"big": ' + str(big).encode() + b', "v": ' + text + b"}"
+    assert repr(events.loads(with_big)["v"]) == repr(events.loads(text))
+    written = events.dumps({"s": "\u00e9" * 100, "big": big})
+    assert len(written) == 200 + len(str(big)) + len('{"s":"","big":}')  # UTF-8, not \\u escapes
 
 
 def test_expiry() -> None:
@@ -209,6 +259,14 @@ def test_a_wrong_setting_is_named_and_a_credential_not_echoed() -> None:
 def test_an_empty_step_of_the_slip_is_unroutable_not_dropped() -> None:
     with pytest.raises(events.InvalidEventError, match="names no topic"):
         route({"id": "x", "routingslip": [["later"], []]})
+
+
+def test_a_result_without_an_id_is_linked_to_its_source() -> None:
+    """As the data of an error event (a result that cannot be routed), as on its way out."""
+    result = events.linked({"id": "in"}, {"data": 1}, counting_ids())
+    assert result == {"data": 1, "id": "new-1", "correlationid": "in", "createdfrom": "in"}
+    own = events.linked({"id": "in", "correlationid": "c"}, {"id": "r", "correlationid": "k"}, counting_ids())
+    assert own == {"id": "r", "correlationid": "k", "createdfrom": "in"}
 
 
 def test_a_new_id_always_names_its_origin() -> None:

@@ -351,3 +351,18 @@ def test_git_that_cannot_be_run_is_a_source_error(
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(SourceError, match=f"^{workdir}: git could not be run: "):
         source.fetch()
+
+
+def test_a_snapshot_names_its_commit_by_summary_and_author_not_e_mail(origin: Path, workdir: Path) -> None:
+    git(origin, "config", "user.name", "Ada Lovelace")
+    first = commit(origin, {"services": []}, "Scale the backend\n\nbecause of the launch")
+    source = GitSource(str(origin), path="config", workdir=workdir)
+    snapshot = source.fetch()
+    assert snapshot.revision == first
+    assert snapshot.commit is not None
+    assert (snapshot.commit.summary, snapshot.commit.author) == ("Scale the backend", "Ada Lovelace")
+    assert snapshot.commit.committed > 0
+    assert "example.invalid" not in repr(snapshot.commit)
+    second = commit(origin, {"services": [], "applications": []}, "Another")
+    assert source.fetch().commit.summary == "Another"  # type: ignore[union-attr]
+    assert second != first

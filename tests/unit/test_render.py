@@ -7,6 +7,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reconciler import __version__
 from reconciler.render import Settings, render
 from reconciler.render.manifest import to_documents, to_yaml
 from reconciler.spec import load
@@ -117,11 +118,8 @@ def test_connector_deployment_info_as_mico_had_it() -> None:
         imagePullPolicy="IfNotPresent",
         replicas=3,
     )
-    (connector,) = [
-        d
-        for d in by_kind(render(load_data(data), Settings()), "Deployment")
-        if d["metadata"]["name"].startswith("kafka-faas")
-    ]
+    java = Settings(connector_image="docker.io/ustmico/kafka-faas-connector:v1.0.2", connector_command="")
+    connector = _connector(render(load_data(data), java))
     assert connector["spec"]["replicas"] == 3
     for labels in (connector["metadata"]["labels"], connector["spec"]["template"]["metadata"]["labels"]):
         assert labels["team"] == "messaging"
@@ -129,7 +127,23 @@ def test_connector_deployment_info_as_mico_had_it() -> None:
     (container,) = connector["spec"]["template"]["spec"]["containers"]
     assert container["imagePullPolicy"] == "IfNotPresent"
     assert container["image"] == "docker.io/ustmico/kafka-faas-connector:v1.0.2"
+    assert "command" not in container  # the Java image's own entrypoint
     assert env_of(connector)[0] == ("LOG_LEVEL", "debug")
+
+
+def test_the_connector_runs_from_this_products_image_by_default() -> None:
+    connector = _connector(render(load_data(example_data()), Settings()))
+    (container,) = connector["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"localhost/mico-reconciler:{__version__}"
+    assert container["command"] == ["mico-kafka-faas-connector"]
+    assert connector["metadata"]["labels"]["app.kubernetes.io/version"] == __version__
+
+
+def _connector(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (connector,) = [
+        d for d in by_kind(objects, "Deployment") if d["metadata"]["name"].startswith("kafka-faas")
+    ]
+    return connector
 
 
 def _share_backend(data: dict[str, Any], replicas: int, **entry: Any) -> None:

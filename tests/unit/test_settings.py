@@ -36,6 +36,12 @@ def test_defaults_are_valid() -> None:
         ("connector_image", "docker.io/ustmico/kafka-faas-connector:" + "v" * 128),
         ("connector_image", "docker.io/ustmico/kafka-faas-connector:latest"),
         ("connector_image", "registry:5000/connector"),  # untagged means latest
+        ("connector_command", "mico-kafka-faas-connector --debug"),
+        ("connector_command", "sh -c 'curl evil'"),
+        ("connector_command", "/"),
+        ("connector_command", "/usr//bin/x"),
+        ("connector_command", "bin/"),
+        ("connector_command", "$(id)"),
         ("kaniko_image", "not an image"),
         ("build_deadline_seconds", 0),
         ("build_ttl_seconds", -1),
@@ -64,6 +70,8 @@ def test_invalid_values_are_refused_by_name(name: str, value: object) -> None:
         ("connector_image", "docker.io/ustmico/kafka-faas-connector:1.0.0_build.7"),
         ("connector_image", "docker.io/ustmico/kafka-faas-connector@sha256:" + "a" * 64),
         ("connector_image", "registry:5000/connector:v1.0.2"),
+        ("connector_command", ""),  # the image's own entrypoint
+        ("connector_command", "/usr/local/bin/mico-kafka-faas-connector"),
         ("build_backoff_limit", 0),
     ],
 )

@@ -253,3 +253,30 @@ def test_a_damaged_repeat_count_is_a_store_error(damage: str, column: str, tmp_p
     db.close()
     with pytest.raises(StoreError, match=column.replace(".", r"\.")):
         Store(path, readonly=True).runs()
+
+
+def test_a_revision_s_commit_is_shown_with_its_runs_and_forgotten_with_them(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db", retention=2)
+
+    def run(revision: str, commit: tuple[str, str, float] | None) -> int | None:
+        run_id = store.start_run("schedule")
+        return store.finish_run(
+            run_id, outcome="succeeded", revision=revision, statuses=_pending(available=1), commit=commit
+        )
+
+    first = run(REVISION, ("Scale the backend", "Ada", 1.0))
+    assert run(REVISION, ("a second record of it changes nothing", "Eve", 2.0)) == first  # a repeat
+    (status,) = store.statuses()
+    assert (status["summary"], status["author"], status["run_id"], status["outcome"]) == (
+        "Scale the backend",
+        "Ada",
+        first,
+        "succeeded",
+    )
+    assert (store.runs()[0]["summary"], store.runs()[0]["author"]) == ("Scale the backend", "Ada")
+    unknown = run("b" * 40, None)
+    assert (store.runs()[0]["id"], store.runs()[0]["summary"]) == (unknown, None)
+    for revision in ("c" * 40, "d" * 40):  # the retention drops the runs of REVISION, and its commit
+        run(revision, ("later", "Ada", 3.0))
+    remembered = store._db.execute("SELECT revision FROM commits ORDER BY revision").fetchall()
+    assert [r[0] for r in remembered] == ["c" * 40, "d" * 40]
