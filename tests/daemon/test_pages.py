@@ -310,8 +310,9 @@ def test_under_a_path_prefix_every_link_keeps_it(store: Store) -> None:
     daemon = endpoints(store, spec, prefix="/mico")
     for target in PAGES:
         shown = page(daemon, "/mico" + target)
-        assert shown.links
-        assert all(link.startswith("/mico/") for link in shown.links), shown.links
+        own = [link for link in shown.links if link != "data:,"]  # the empty icon: no request
+        assert own
+        assert all(link.startswith("/mico/") for link in own), own
     css = get(daemon, "/mico/style.css")
     assert (css.status, css.content_type) == (200, "text/css; charset=utf-8")
     assert get(daemon, "/mico/api/applications").status == 200
