@@ -1173,8 +1173,10 @@ def _instance_lines(instance: str, info: dict[str, Any]) -> Iterator[str]:
         for pod in info["pods"]:
             host = f" ({pod['hostIP']})" if pod.get("hostIP") else ""
             started = f", started {pod['startTime']}" if pod.get("startTime") else ""
+            ready = "" if "ready" not in pod else (", ready" if pod["ready"] else ", not ready")
+            waiting = f", waiting: {pod['waiting']}" if pod.get("waiting") else ""
             yield (
-                f"    pod {pod['name']}: {pod['phase']} on {pod['node']}{host}{started}, "
+                f"    pod {pod['name']}: {pod['phase']}{ready}{waiting} on {pod['node']}{host}{started}, "
                 f"{pod['restarts']} restarts"
             )
     for interface, service in sorted(info.get("interfaces", {}).items()):

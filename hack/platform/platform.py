@@ -405,12 +405,30 @@ def up_kubernetes(cache: Path, bin_dir: Path, p: dict[str, int]) -> Path:
     return config
 
 
+#: A pod with this label gets the kubelet outcome it names from kwok/kubelet-outcomes.yaml (a
+#: failing readiness probe, a missing Secret) instead of KWOK's pod-ready stage.
+OUTCOME_LABEL = "mico-platform/kubelet"
+
+
 def stage_configs(cache: Path) -> list[Path]:
     """KWOK's default stages (from its module) plus the project's own, e.g. for Kaniko pods."""
-    defaults = ("node-initialize", "node-heartbeat", "pod-ready", "pod-delete")  # not pod-complete: see kwok/
-    return [cache / "kwok-stages" / f"{name}.yaml" for name in defaults] + sorted(
-        (HERE / "kwok").glob("*.yaml")
-    )
+    defaults = ("node-initialize", "node-heartbeat", "pod-delete")  # not pod-complete: see kwok/
+    return [
+        *(cache / "kwok-stages" / f"{name}.yaml" for name in defaults),
+        without_outcome_label(cache / "kwok-stages" / "pod-ready.yaml", STATE / "kwok-pod-ready.yaml"),
+        *sorted((HERE / "kwok").glob("*.yaml")),
+    ]
+
+
+def without_outcome_label(stage: Path, written: Path) -> Path:
+    """KWOK's pod-ready stage, for pods without OUTCOME_LABEL only."""
+    text = stage.read_text()
+    anchor = "    matchExpressions:\n"
+    if text.count(anchor) != 1:
+        sys.exit(f"{stage}: not KWOK's pod-ready stage as expected (one matchExpressions list)")
+    exclusion = f"    - key: '.metadata.labels[\"{OUTCOME_LABEL}\"]'\n      operator: 'DoesNotExist'\n"
+    written.write_text(text.replace(anchor, anchor + exclusion))
+    return written
 
 
 def fake_node(name: str) -> dict[str, object]:

@@ -140,14 +140,29 @@ def assess(
 
 
 def _pod(pod: Manifest) -> dict[str, Any]:
+    """A pod as status shows it: whether it is ready (its readiness probes pass), and why a
+    container waits (e.g. CreateContainerConfigError for a Secret that does not exist: the
+    kubelet's finding, read from the pod, never from the Secret)."""
     status = pod.get("status", {})
+    containers = status.get("containerStatuses", []) or []
     return {
         "name": pod["metadata"]["name"],
         "phase": status.get("phase", "Unknown"),
+        "ready": any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+        ),
+        "waiting": next(
+            (
+                waiting.get("reason")
+                for c in containers
+                if isinstance(waiting := (c.get("state") or {}).get("waiting"), dict)
+            ),
+            None,
+        ),
         "node": pod.get("spec", {}).get("nodeName"),
         "hostIP": status.get("hostIP"),
         "startTime": status.get("startTime"),
-        "restarts": sum(c.get("restartCount", 0) for c in status.get("containerStatuses", []) or []),
+        "restarts": sum(c.get("restartCount", 0) for c in containers),
     }
 
 

@@ -47,6 +47,14 @@ class Settings:
     #: the connector's entrypoint in that image; "" runs the image's own (MICO's Java connector)
     connector_command: str = "mico-kafka-faas-connector"
     kaniko_image: str = "gcr.io/kaniko-project/executor:v1.23.2"
+    #: docker-config Secrets (comma-separated, in the workload namespace) every workload pulls with
+    workload_image_pull_secrets: str = ""
+    #: the namespace's default requests and limits of each workload container ("" = none); a
+    #: service version's `resources` and an entry's override them, amount by amount
+    workload_cpu_request: str = ""
+    workload_memory_request: str = ""
+    workload_cpu_limit: str = ""
+    workload_memory_limit: str = ""
     registry_secret: str = "mico-registry-credentials"  # noqa: S105 - a Secret's name, not a secret
     build_deadline_seconds: int = 600
     build_ttl_seconds: int = 3600
@@ -76,7 +84,7 @@ def problem(name: str, value: object) -> str | None:
             return None
         return f"an integer from {low} to {high}"
     valid, expected = _RULES[name]
-    if isinstance(value, str) and len(value) <= 253 and valid(value):
+    if isinstance(value, str) and len(value) <= _LONGEST.get(name, 253) and valid(value):
         return None
     return expected
 
@@ -156,12 +164,22 @@ _RULES: dict[str, tuple[Callable[[str], bool], str]] = {
         "for the image's entrypoint",
     ),
     "kaniko_image": (_pattern(IMAGE_PATTERN), _IMAGE_FORM),
+    "workload_image_pull_secrets": (
+        _pattern(rf"({DNS_SUBDOMAIN[1:-1]}(,{DNS_SUBDOMAIN[1:-1]})*)?"),
+        "Secret names (DNS subdomains) separated by commas, or empty",
+    ),
     "registry_secret": (_pattern(DNS_SUBDOMAIN), "a Secret name (a DNS subdomain)"),
+    **dict.fromkeys(
+        ("workload_cpu_request", "workload_memory_request", "workload_cpu_limit", "workload_memory_limit"),
+        (_pattern(f"({_QUANTITY[1:-1]})?"), _QUANTITY_FORM + ", or empty for none"),
+    ),
     "build_cpu_request": (_pattern(_QUANTITY), _QUANTITY_FORM),
     "build_cpu_limit": (_pattern(_QUANTITY), _QUANTITY_FORM),
     "build_memory_request": (_pattern(_QUANTITY), _QUANTITY_FORM),
     "build_memory_limit": (_pattern(_QUANTITY), _QUANTITY_FORM),
 }
+#: a list of names may be longer than one
+_LONGEST = {"workload_image_pull_secrets": 2048}
 _WEEK = 86_400 * 7
 _NUMBERS: dict[str, tuple[int, int]] = {
     "build_deadline_seconds": (1, _WEEK),

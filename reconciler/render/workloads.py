@@ -12,9 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.render.labels import APPLICATIONS_ANNOTATION, mico_labels, selector
+from reconciler.render.quantities import canonical
 from reconciler.render.settings import Settings, image_tag
 from reconciler.spec import Spec
-from reconciler.spec.model import Application, KafkaFaasConnector, Service, ServiceDeployment
+from reconciler.spec.model import (
+    Application,
+    DeploymentInfo,
+    KafkaFaasConnector,
+    Probe,
+    Resources,
+    Service,
+    ServiceDeployment,
+)
 from reconciler.spec.names import (
     CONNECTOR_SHORT_NAME,
     connector_name,
@@ -73,8 +82,78 @@ def pushed_image(service: Service, settings: Settings) -> str:
     return f"{settings.registry}/{service.short_name}:{label_safe(service.version)}"
 
 
-def _env(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
-    return [{"name": name, "value": value} for name, value in pairs]
+def _env(pairs: list[tuple[str, str]], info: DeploymentInfo | None = None) -> list[Manifest]:
+    """Plain variables, then (with `info`) those whose values stay in Secrets and ConfigMaps."""
+    env: list[Manifest] = [{"name": name, "value": value} for name, value in pairs]
+    for name, ref in (info.env_refs if info is not None else {}).items():
+        kind, source = ("secretKeyRef", ref.secret) if ref.secret else ("configMapKeyRef", ref.config_map)
+        env.append({"name": name, "valueFrom": {kind: {"name": source, "key": ref.key}}})
+    return env
+
+
+def _env_from(info: DeploymentInfo) -> list[Manifest]:
+    return [
+        {"secretRef": {"name": source.secret}}
+        if source.secret
+        else {"configMapRef": {"name": source.config_map}}
+        for source in info.env_from
+    ]
+
+
+_AMOUNTS = {"cpu": "cpu", "memory": "memory", "ephemeral_storage": "ephemeral-storage"}
+
+
+def _resources(settings: Settings, *layers: Resources | None) -> Manifest:
+    """Requests and limits, each amount from the last layer that gives it (the namespace's
+    defaults in the settings, the service version's, the deployment entry's), as the
+    apiserver will store it."""
+    result: Manifest = {}
+    for part, defaults in (
+        ("requests", {"cpu": settings.workload_cpu_request, "memory": settings.workload_memory_request}),
+        ("limits", {"cpu": settings.workload_cpu_limit, "memory": settings.workload_memory_limit}),
+    ):
+        amounts = {name: value for name, value in defaults.items() if value}
+        for layer in layers:
+            if layer is not None:
+                amounts |= {
+                    _AMOUNTS[name]: value for name, value in getattr(layer, part) if value is not None
+                }
+        if amounts:
+            result[part] = {name: canonical(value) for name, value in amounts.items()}
+    return result
+
+
+def _probe(probe: Probe | None, service: Service) -> Manifest:
+    """The kubelet's check; an interface's port is its first port's targetPort."""
+    if probe is None:
+        return {}
+    check: Manifest
+    if probe.exec is not None:
+        check = {"exec": {"command": list(probe.exec.command)}}
+    else:
+        target = probe.http or probe.tcp
+        assert target is not None  # the contract requires one check
+        port = target.port
+        if port is None:
+            port = next(i.ports[0].target_port for i in service.interfaces if i.name == target.interface)
+        check = (
+            {"httpGet": {"path": probe.http.path, "port": port}}
+            if probe.http
+            else {"tcpSocket": {"port": port}}
+        )
+    delay = {"initialDelaySeconds": probe.initial_delay_seconds} if probe.initial_delay_seconds else {}
+    return {  # a 0 is not stored (omitempty): rendering one would be drift on every run
+        **check,
+        **delay,
+        "periodSeconds": probe.period_seconds,
+        "timeoutSeconds": probe.timeout_seconds,
+        "failureThreshold": probe.failure_threshold,
+    }
+
+
+def _pull_secrets(settings: Settings, *own: str) -> list[str]:
+    every = [*own, *filter(None, settings.workload_image_pull_secrets.split(","))]
+    return list(dict.fromkeys(every))
 
 
 def _kafka_env(group_id: str, topics: Mapping[str, str], settings: Settings) -> list[tuple[str, str]]:
@@ -126,7 +205,11 @@ def _deployment(
     replicas: int,
     container: Manifest,
     settings: Settings,
+    pull_secrets: list[str],
 ) -> Manifest:
+    pod: Manifest = {"containers": [container]}
+    if pull_secrets:
+        pod["imagePullSecrets"] = [{"name": name} for name in pull_secrets]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -140,7 +223,7 @@ def _deployment(
             "replicas": replicas,
             "revisionHistoryLimit": 0,
             "selector": {"matchLabels": selector(name)},
-            "template": {"metadata": {"labels": dict(labels)}, "spec": {"containers": [container]}},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
         },
     }
 
@@ -166,7 +249,11 @@ def service_deployment(
                 (p.target_port, p.type) for i in service.interfaces for p in i.ports
             )
         ],
-        "env": _env(env),
+        "env": _env(env, entry),
+        "envFrom": _env_from(entry),
+        "resources": _resources(settings, service.resources, entry.resources),
+        "readinessProbe": _probe(service.readiness_probe, service),
+        "livenessProbe": _probe(service.liveness_probe, service),
     }
     return _deployment(
         name=instance.name,
@@ -175,6 +262,7 @@ def service_deployment(
         replicas=instance.replicas,
         container=_drop_empty(container),
         settings=settings,
+        pull_secrets=_pull_secrets(settings, *service.image_pull_secrets),
     )
 
 
@@ -230,16 +318,21 @@ def connector_deployment(app: Application, connector: KafkaFaasConnector, settin
         labels={**connector.labels, **mico_labels(CONNECTOR_SHORT_NAME, tag, name)},
         annotations=_applications_annotation((app,)),
         replicas=connector.replicas,
-        container={
-            "name": CONNECTOR_SHORT_NAME,
-            "image": settings.connector_image,
-            **({"command": [settings.connector_command]} if settings.connector_command else {}),
-            "imagePullPolicy": connector.image_pull_policy,
-            "env": _env(env),
-        },
+        container=_drop_empty(
+            {
+                "name": CONNECTOR_SHORT_NAME,
+                "image": settings.connector_image,
+                **({"command": [settings.connector_command]} if settings.connector_command else {}),
+                "imagePullPolicy": connector.image_pull_policy,
+                "env": _env(env, connector),
+                "envFrom": _env_from(connector),
+                "resources": _resources(settings, connector.resources),
+            }
+        ),
         settings=settings,
+        pull_secrets=_pull_secrets(settings),
     )
 
 
 def _drop_empty(container: Manifest) -> Manifest:
-    return {k: v for k, v in container.items() if v != []}
+    return {k: v for k, v in container.items() if v not in ([], {})}

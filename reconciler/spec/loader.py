@@ -24,14 +24,22 @@ from reconciler.spec.model import (
     ContractModel,
     Dependency,
     Document,
+    EnvSource,
+    ExecCheck,
     GitSource,
+    HttpCheck,
     Interface,
     InterfaceConnection,
     InterfacePort,
     KafkaFaasConnector,
+    PortCheck,
+    Probe,
+    ResourceAmounts,
+    Resources,
     Service,
     ServiceDeployment,
     Topic,
+    ValueFrom,
 )
 from reconciler.spec.problems import Marks, Origin, Problem, SpecError, YamlPath, quote
 from reconciler.spec.version import MicoVersion
@@ -288,6 +296,14 @@ _PLACES: tuple[tuple[type[ContractModel], str], ...] = (
     (InterfaceConnection, "a service entry's interfaceConnection"),
     (Topic, "a service entry's topic"),
     (KafkaFaasConnector, "an application's kafkaFaasConnector"),
+    (ValueFrom, "an envRefs entry"),
+    (EnvSource, "an envFrom entry"),
+    (Resources, "resources"),
+    (ResourceAmounts, "resources' requests or limits"),
+    (Probe, "a readinessProbe or livenessProbe"),
+    (HttpCheck, "a probe's http check"),
+    (PortCheck, "a probe's tcp check"),
+    (ExecCheck, "a probe's exec check"),
 )
 #: Where each field name belongs, for an unknown field that is a field of another object.
 _BELONGS: dict[str, list[str]] = {}

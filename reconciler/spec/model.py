@@ -44,6 +44,12 @@ GIT_URL_PATTERN = (
     rf"|[A-Za-z0-9._-]+@{_HOSTNAME}:[A-Za-z0-9._~%+=,@/-]+)$"
 )
 GIT_REVISION_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._/+-]*$"
+CONFIG_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+OBJECT_NAME_PATTERN = rf"^{_DNS_SUBDOMAIN}$"
+PROBE_PATH_PATTERN = r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$"
+#: any text but control characters (tab aside): it becomes a process argument
+COMMAND_ARGUMENT_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 RELATIVE_PATH_PATTERN = r"^[A-Za-z0-9._][A-Za-z0-9._/+-]*$"
 _IMAGE_COMPONENT = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"
 IMAGE_PATTERN = (
@@ -65,6 +71,11 @@ PATTERN_HELP: dict[str, str] = {
     "spaces or shell metacharacters",
     GIT_REVISION_PATTERN: "a git tag, branch or commit: letters, digits, '.', '_', '/', '+', '-'",
     RELATIVE_PATH_PATTERN: "a relative path: letters, digits, '.', '_', '/', '+', '-'",
+    PROBE_PATH_PATTERN: "a URL path starting with '/', without spaces",
+    COMMAND_ARGUMENT_PATTERN: "text without control characters",
+    OBJECT_NAME_PATTERN: "a Kubernetes object name: lowercase letters, digits, '-' and '.'",
+    CONFIG_KEY_PATTERN: "a Secret or ConfigMap key: letters, digits, '-', '_' and '.'",
+    QUANTITY_PATTERN: "a Kubernetes quantity such as 500m, 2, 512Mi or 1Gi",
     IMAGE_PATTERN: "an image reference like registry.example.com/repo/name:tag or name@sha256:<64 hex>",
     VERSION_PATTERN: "a version: optional letters, then SemVer 2.0, e.g. v1.2.3",
 }
@@ -202,6 +213,14 @@ class Service(Described):
     """Services this one needs, by shortName and version range."""
     kafka_enabled: bool = False
     """The service talks to Kafka: it gets the broker and its topics in its environment."""
+    resources: Resources | None = None
+    """Requests and limits for each pod of this version; a deployment entry may override them."""
+    readiness_probe: Probe | None = None
+    """When a pod takes traffic: until it passes, the pod is not ready and MICO's status stays Pending."""
+    liveness_probe: Probe | None = None
+    """When a pod is restarted: after `failureThreshold` failed checks in a row."""
+    image_pull_secrets: list[ObjectName] = Field([], examples=[["registry-credentials"]])
+    """Secrets (type docker-config, in the workload namespace) to pull a private image with."""
 
     model_config = ConfigDict(
         json_schema_extra={"oneOf": [{"required": ["source"]}, {"required": ["image"]}]}
@@ -235,6 +254,129 @@ class Topic(ContractModel):
     """How the instance uses it; each role becomes its KAFKA_TOPIC_* environment variable."""
 
 
+ObjectName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=OBJECT_NAME_PATTERN)]
+ConfigKey = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=CONFIG_KEY_PATTERN)]
+Quantity = Annotated[str, StringConstraints(max_length=64, pattern=QUANTITY_PATTERN)]
+
+
+class EnvSource(ContractModel):
+    """Every key of an existing Secret or ConfigMap in the workload namespace as a variable
+    (exactly one of `secret` and `configMap`); the reconciler names it, it never reads it."""
+
+    secret: ObjectName | None = Field(None, examples=["realworld-db"])
+    """The Secret's name."""
+    config_map: ObjectName | None = None
+    """The ConfigMap's name."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["secret"]}, {"required": ["configMap"]}]}
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvSource:
+        if (self.secret is None) == (self.config_map is None):
+            raise ValueError("give exactly one of 'secret' and 'configMap'")
+        return self
+
+
+class ValueFrom(EnvSource):
+    """One key of an existing Secret or ConfigMap: the value of one variable."""
+
+    key: ConfigKey = Field(examples=["password"])
+    """The key whose value the variable gets."""
+
+
+class ResourceAmounts(ContractModel):
+    """Kubernetes quantities: CPU in cores or millicores (`500m`), memory and ephemeral
+    storage in bytes with a suffix (`512Mi`, `1Gi`)."""
+
+    cpu: Quantity | None = Field(None, examples=["500m"])
+    """CPU: cores (`2`) or millicores (`500m`)."""
+    memory: Quantity | None = Field(None, examples=["512Mi"])
+    """Memory in bytes, e.g. `512Mi` or `1Gi`."""
+    ephemeral_storage: Quantity | None = Field(None, examples=["1Gi"])
+    """Local ephemeral storage (container writable layer, logs, emptyDir) in bytes."""
+
+
+class Resources(ContractModel):
+    """What the scheduler reserves for each pod (`requests`) and what it may use (`limits`)."""
+
+    requests: ResourceAmounts = ResourceAmounts()
+    """Reserved for the pod: the scheduler places it only where these fit."""
+    limits: ResourceAmounts = ResourceAmounts()
+    """The most the pod may use: more CPU is throttled, more memory ends the container."""
+
+
+ProbePath = Annotated[str, StringConstraints(max_length=1024, pattern=PROBE_PATH_PATTERN)]
+CommandArgument = Annotated[str, StringConstraints(max_length=4096, pattern=COMMAND_ARGUMENT_PATTERN)]
+Seconds = Annotated[int, Field(ge=1, le=3600), BeforeValidator(_integral_float_to_int)]
+
+
+class PortCheck(ContractModel):
+    """Where a check connects: an interface of the service (its first port's targetPort) or a
+    container port that is no interface (e.g. a management port); exactly one."""
+
+    interface: ShortName | None = None
+    """The name of one of the service's interfaces."""
+    port: PortNumber | None = None
+    """A container port."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["interface"]}, {"required": ["port"]}]}
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PortCheck:
+        if (self.interface is None) == (self.port is None):
+            raise ValueError("give exactly one of 'interface' and 'port'")
+        return self
+
+
+class HttpCheck(PortCheck):
+    """An HTTP GET: any status from 200 to 399 passes."""
+
+    path: ProbePath = Field("/", examples=["/actuator/health"])
+    """The path to request."""
+
+
+class ExecCheck(ContractModel):
+    """A command run in the container: exit status 0 passes."""
+
+    command: Annotated[list[CommandArgument], Field(min_length=1, max_length=32)] = Field(
+        examples=[["pg_isready", "--host", "localhost"]]
+    )
+    """The program and its arguments (no shell unless you name one)."""
+
+
+class Probe(ContractModel):
+    """A check the kubelet runs on each container (exactly one of `http`, `tcp` and `exec`)."""
+
+    http: HttpCheck | None = None
+    """An HTTP GET on a port."""
+    tcp: PortCheck | None = None
+    """A TCP connection to a port."""
+    exec: ExecCheck | None = None
+    """A command in the container."""
+    initial_delay_seconds: Annotated[int, Field(ge=0, le=3600), BeforeValidator(_integral_float_to_int)] = 0
+    """Seconds after the container starts before the first check."""
+    period_seconds: Seconds = 10
+    """Seconds between checks."""
+    timeout_seconds: Seconds = 2
+    """Seconds a check may take."""
+    failure_threshold: Annotated[int, Field(ge=1, le=100), BeforeValidator(_integral_float_to_int)] = 3
+    """Failed checks in a row that count: not ready (readiness) or restarted (liveness)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["http"]}, {"required": ["tcp"]}, {"required": ["exec"]}]}
+    )
+
+    @model_validator(mode="after")
+    def _one_check(self) -> Probe:
+        if sum(check is not None for check in (self.http, self.tcp, self.exec)) != 1:
+            raise ValueError("give exactly one of 'http', 'tcp' and 'exec'")
+        return self
+
+
 class DeploymentInfo(ContractModel):
     """MICO's per-instance deployment info, the same for a service entry and a connector."""
 
@@ -245,7 +387,15 @@ class DeploymentInfo(ContractModel):
     env: dict[EnvName, Annotated[str, StringConstraints(max_length=32768)]] = Field(
         {}, examples=[{"LOG_LEVEL": "info"}]
     )
-    """Plain environment variables (never secrets: the config is in git)."""
+    """Plain environment variables (never secrets: the config is in git; see `envRefs`)."""
+    env_refs: dict[EnvName, ValueFrom] = Field(
+        {}, examples=[{"DB_PASSWORD": {"secret": "realworld-db", "key": "password"}}]
+    )
+    """Variables whose values stay in the cluster: a key of an existing Secret or ConfigMap."""
+    env_from: list[EnvSource] = Field([], examples=[[{"configMap": "realworld-settings"}]])
+    """Existing Secrets and ConfigMaps whose every key becomes a variable."""
+    resources: Resources | None = None
+    """Requests and limits for this instance, over the service version's (per amount)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "Always"
     """When the kubelet pulls the image."""
 

@@ -20,6 +20,7 @@ from reconciler.spec import names
 from reconciler.spec.model import (
     LABEL_VALUE_PATTERN,
     Application,
+    DeploymentInfo,
     KafkaFaasConnector,
     Service,
     ServiceDeployment,
@@ -42,7 +43,16 @@ KAFKA_VARIABLES = (
 CONNECTOR_VARIABLES = ("OPENFAAS_GATEWAY", "OPENFAAS_FUNCTION_NAME")
 RESERVED_LABEL_PREFIXES = ("ust.mico/", "app.kubernetes.io/")
 #: Deployment fields that must agree between applications sharing one instance.
-SHARED_FIELDS = ("labels", "env", "image_pull_policy", "interface_connections", "topics")
+SHARED_FIELDS = (
+    "labels",
+    "env",
+    "env_refs",
+    "env_from",
+    "resources",
+    "image_pull_policy",
+    "interface_connections",
+    "topics",
+)
 #: etcd refuses requests over 1.5 MiB; the stored object also carries managed fields and
 #: status, so a rendered Deployment may be at most 1 MiB.
 MAX_OBJECT_BYTES = 1024 * 1024
@@ -171,6 +181,19 @@ class _Checker:
                 self.add(
                     origin, "a service that is not kafkaEnabled needs at least one interface", "interfaces"
                 )
+            interface_names = {i.name for i in service.interfaces}
+            for field, probe in (
+                ("readinessProbe", service.readiness_probe),
+                ("livenessProbe", service.liveness_probe),
+            ):
+                check = None if probe is None else probe.http or probe.tcp
+                if check is None or check.interface is None or "interfaces" in sourced.partial:
+                    continue
+                if check.interface not in interface_names:
+                    kind = "http" if probe is not None and probe.http is not None else "tcp"
+                    self.add(
+                        origin, f"the service has no interface {check.interface!r}", field, kind, "interface"
+                    )
             seen_interfaces: set[str] = set()
             for i, interface in enumerate(service.interfaces):
                 if interface.name in seen_interfaces:
@@ -313,7 +336,7 @@ class _Checker:
     ) -> None:
         where = ("services", e)
         self._check_labels(origin, entry.labels, *where)
-        env_names: dict[str, tuple[str | int, ...]] = {k: ("env", k) for k in entry.env}
+        env_names = self._env_names(origin, entry, *where)
         for c, connection in enumerate(entry.interface_connections):
             at = (*where, "interfaceConnections", c)
             if connection.env in env_names:
@@ -380,15 +403,30 @@ class _Checker:
                     key,
                 )
 
+    def _env_names(
+        self, origin: Origin, info: DeploymentInfo, *where: str | int
+    ) -> dict[str, tuple[str | int, ...]]:
+        """Where each variable of `env` and `envRefs` is set; one set twice is a problem."""
+        names: dict[str, tuple[str | int, ...]] = {k: ("env", k) for k in info.env}
+        for name in info.env_refs:
+            if name in names:
+                self.add(origin, f"variable {name!r} is already set by env.{name}", *where, "envRefs", name)
+            names.setdefault(name, ("envRefs", name))
+        return names
+
     def _check_connectors(self, origin: Origin, connectors: list[KafkaFaasConnector]) -> None:
         seen: set[str] = set()
         for c, connector in enumerate(connectors):
             at = ("kafkaFaasConnectors", c)
             self._check_labels(origin, connector.labels, *at)
+            env_names = self._env_names(origin, connector, *at)
             for variable in (*KAFKA_VARIABLES, *CONNECTOR_VARIABLES):
-                if variable in connector.env:
+                if variable in env_names:
                     self.add(
-                        origin, f"{variable} is set by the reconciler for connectors", *at, "env", variable
+                        origin,
+                        f"{variable} is set by the reconciler for connectors",
+                        *at,
+                        *env_names[variable],
                     )
             if connector.instance in seen:
                 self.add(

@@ -94,6 +94,8 @@ def instances(status: Mapping[str, Any], app_key: str) -> list[dict[str, Any]]:
                         "phase": p.get("phase") or "Unknown",
                         "node": p.get("node") or "",
                         "restarts": p.get("restarts", 0),
+                        "ready": p.get("ready"),
+                        "waiting": p.get("waiting") or "",
                     }
                     for p in instance.get("pods", [])
                 ],

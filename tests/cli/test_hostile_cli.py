@@ -275,6 +275,7 @@ BAD_SETTINGS = (
     ("--connector-image", "docker.io/ustmico/kafka-faas-connector:latest-"),
     ("--connector-image", "docker.io/ustmico/kafka-faas-connector:" + "v" * 128),
     ("--connector-command", "sh -c hunter2"),
+    ("--workload-image-pull-secrets", "a,,hunter2"),
     ("--build-deadline-seconds", "hunter2"),
     ("--build-ttl-seconds", "0"),
 )

@@ -55,7 +55,13 @@ def record(store: Store, spec: Spec, text: str = "", *, drift: bool = True) -> i
                         "labels": {"ust.mico/instance": obj["metadata"]["name"]},
                     },
                     "spec": {"nodeName": f"kwok-node-0{text}"},
-                    "status": {"phase": f"Running{text}", "containerStatuses": [{"restartCount": 2}]},
+                    "status": {
+                        "phase": f"Running{text}",
+                        "conditions": [{"type": "Ready", "status": "True"}],
+                        "containerStatuses": [
+                            {"restartCount": 2, "state": {"waiting": {"reason": f"CrashLoopBackOff{text}"}}}
+                        ],
+                    },
                 }
             )
         if obj["kind"] == "Service":
@@ -203,7 +209,7 @@ def test_an_application_page_shows_its_graph_instances_topics_builds_and_drift(s
     assert "The RealWorld demo" in text
     assert "Team Conduit" in text
     assert "Replicas: 1 of 1 available" in text
-    assert "Running" in text
+    assert "Running (waiting: CrashLoopBackOff) yes kwok-node-0 2" in text  # phase, ready, node, restarts
     assert "kwok-node-0" in text
     assert "203.0.113.7" in text  # an interface's external IP
     assert "Shared with" not in text  # realworld shares nothing with messaging-example
@@ -285,6 +291,7 @@ def test_every_user_string_is_escaped_everywhere(store: Store) -> None:
         assert "<img" not in body
         seen += shown.plain
     for where in (
+        "CrashLoopBackOff",
         "Scale the backend",
         "Ada Lovelace",
         "spec.replicas changed in the cluster",

@@ -210,7 +210,10 @@ def test_status_as_mico_reported_it() -> None:
             "phase": "Running",
             "hostIP": "10.0.0.7",
             "startTime": "2026-11-26T03:00:00Z",
-            "containerStatuses": [{"restartCount": 2}],
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [
+                {"restartCount": 2, "state": {"waiting": {"reason": "CreateContainerConfigError"}}}
+            ],
         },
     }
     statuses = {s.app: s for s in assess(apps, objects, live_copy(objects), [pod], [])}
@@ -222,6 +225,8 @@ def test_status_as_mico_reported_it() -> None:
         {
             "name": "backend-pod",
             "phase": "Running",
+            "ready": False,
+            "waiting": "CreateContainerConfigError",  # e.g. a Secret named in envRefs is missing
             "node": "node-1",
             "hostIP": "10.0.0.7",
             "startTime": "2026-11-26T03:00:00Z",
