@@ -264,11 +264,23 @@ def _pod_status(obj: Manifest) -> Manifest:
             "phase": status.get("phase"),
             "hostIP": status.get("hostIP"),
             "startTime": status.get("startTime"),
-            "containerStatuses": [
-                {"restartCount": c.get("restartCount", 0)} for c in status.get("containerStatuses") or []
+            "conditions": [
+                {"type": "Ready", "status": c.get("status")}
+                for c in status.get("conditions") or []
+                if c.get("type") == "Ready"
             ],
+            "containerStatuses": [_container_status(c) for c in status.get("containerStatuses") or []],
         },
     }
+
+
+def _container_status(status: Manifest) -> Manifest:
+    """Restarts, and why the container waits (e.g. CreateContainerConfigError)."""
+    kept: Manifest = {"restartCount": status.get("restartCount", 0)}
+    waiting = (status.get("state") or {}).get("waiting")
+    if isinstance(waiting, dict) and waiting.get("reason"):
+        kept["state"] = {"waiting": {"reason": waiting["reason"]}}
+    return kept
 
 
 def _newer_or_same(candidate: Manifest, current: Manifest) -> bool:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from reconciler.engine import Engine, RunOutcome
@@ -43,11 +44,18 @@ def status_of(engine: Engine) -> dict[str, Any]:
     return {"deployment": found.deployment.value, **instance}
 
 
+@pytest.mark.parametrize("watch", [False, True], ids=["lists", "watch-cache"])
 def test_pods_that_never_become_ready_keep_the_application_pending(
-    make_engine: Callable[..., Engine], config_repo: ConfigRepo, kube: client.ApiClient, namespace: str
+    watch: bool,
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    kube: client.ApiClient,
+    namespace: str,
 ) -> None:
+    """From LISTs (`sync --once`) and from the daemon's watch cache, which keeps only what
+    status needs of a pod."""
     config_repo.push(with_probe("not-ready"))
-    engine = make_engine()
+    engine = make_engine(watch=watch)
 
     def running_not_ready() -> dict[str, Any] | None:
         status = status_of(engine)
@@ -67,8 +75,13 @@ def test_pods_that_never_become_ready_keep_the_application_pending(
     eventually(lambda: status_of(engine)["deployment"] == "Deployed", timeout=60, what="realworld Deployed")
 
 
+@pytest.mark.parametrize("watch", [False, True], ids=["lists", "watch-cache"])
 def test_a_pod_waiting_for_a_missing_secret_shows_why(
-    make_engine: Callable[..., Engine], config_repo: ConfigRepo, kube: client.ApiClient, namespace: str
+    watch: bool,
+    make_engine: Callable[..., Engine],
+    config_repo: ConfigRepo,
+    kube: client.ApiClient,
+    namespace: str,
 ) -> None:
     config_repo.push(
         with_probe(
@@ -76,7 +89,7 @@ def test_a_pod_waiting_for_a_missing_secret_shows_why(
             envRefs={"SPRING_DATASOURCE_PASSWORD": {"secret": "realworld-db", "key": "password"}},
         )
     )
-    engine = make_engine()
+    engine = make_engine(watch=watch)
 
     def waiting() -> dict[str, Any] | None:
         status = status_of(engine)

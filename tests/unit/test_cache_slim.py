@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 
 from reconciler.cluster.cache import slim
+from reconciler.plan import health
 
 TRACKING = "git://example.com/config.git//config@team"
 
@@ -64,3 +65,43 @@ def test_a_pod_keeps_only_what_its_status_needs() -> None:
     assert kept["spec"] == {"nodeName": "kwok-node-0"}
     assert kept["status"]["phase"] == "Running"
     assert kept["status"]["containerStatuses"] == [{"restartCount": 2}]
+    assert kept["status"]["conditions"] == []
+
+
+def test_a_slim_pod_reports_the_same_status_as_the_whole_one() -> None:
+    """Readiness and a container's waiting reason survive the slimming: the daemon's status (from
+    the watch cache) must say what a `sync --once` (from a LIST) says."""
+    pods = [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"p{n}", "namespace": "team", "labels": {"ust.mico/instance": "i"}},
+            "spec": {"nodeName": "kwok-node-0"},
+            "status": {
+                "phase": phase,
+                "hostIP": "10.0.0.1",
+                "startTime": "2026-11-27T00:00:00Z",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True"},
+                    {"type": "Ready", "status": ready, "reason": "ContainersNotReady"},
+                ],
+                "containerStatuses": [
+                    {"restartCount": 3, "image": "x", "ready": False, "state": state},
+                ],
+            },
+        }
+        for n, (phase, ready, state) in enumerate(
+            [
+                ("Running", "True", {"running": {"startedAt": "2026-11-27T00:00:00Z"}}),
+                ("Running", "False", {"running": {}}),
+                ("Pending", "False", {"waiting": {"reason": "CreateContainerConfigError", "message": "m"}}),
+            ]
+        )
+    ]
+    whole = [health._pod(p) for p in pods]
+    assert [(p["ready"], p["waiting"]) for p in whole] == [
+        (True, None),
+        (False, None),
+        (False, "CreateContainerConfigError"),
+    ]
+    assert [health._pod(slim(orjson.loads(orjson.dumps(p)))) for p in pods] == whole
