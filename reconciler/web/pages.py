@@ -135,7 +135,7 @@ class Pages:
                 "graph": graph,
                 "instances": views.instances(status, key),
                 "topics": views.application_topics(spec, app, self.store.topic_states(), self.settings),
-                "builds": views.builds(spec, app, self._recent_builds(app, spec), held),
+                "builds": views.builds(app, self._recent_builds(app, spec), held),
                 "run": views.run(runs[0], views.objects_of(status)) if runs else None,
             },
         )

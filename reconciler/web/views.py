@@ -127,7 +127,6 @@ def application_topics(
 
 
 def builds(
-    spec: Spec | None,
     app: Application | None,
     history: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]],
     held: Iterable[Mapping[str, Any]] = (),
@@ -148,13 +147,10 @@ def builds(
         }
         for b in held
     ]
-    if spec is None or app is None:
+    if app is None:
         return found
     shown = {b["job"] for b in found}
-    for entry in app.services:
-        service = spec.service(entry.short_name, entry.version)
-        if service.source is None:
-            continue
+    for entry in app.services:  # `history` holds the versions built from source
         for build in history.get((entry.short_name, entry.version), []):
             if build.get("job") in shown:
                 continue
