@@ -63,8 +63,8 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     "sync": {
         EXIT_OK: "converged",
         EXIT_NO: "invalid config (nothing applied)",
-        EXIT_ERROR: f"{_USAGE}; an unreadable --ssh-key-file, a --workdir or --state-db that cannot be "
-        f"created, or {_STATE_DB}",
+        EXIT_ERROR: f"{_USAGE}; an unreadable --ssh-key-file, --ssh-known-hosts or --git-ca-file, a "
+        f"--workdir or --state-db that cannot be created, or {_STATE_DB}",
         EXIT_REFUSED: "refused by the prune guard",
         EXIT_FAILED: "failed: git, Kubernetes (also a missing or malformed kubeconfig, or no in-cluster "
         "config), Kafka or a build",
@@ -72,8 +72,8 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     "run": {
         EXIT_OK: "stopped by SIGTERM or SIGINT",
         EXIT_ERROR: f"{_USAGE}; a missing, unreadable or empty --webhook-secret-file, an unreadable "
-        f"--ssh-key-file, a --workdir or --state-db that cannot be created, {_STATE_DB}, or a --listen "
-        "address that cannot be bound",
+        f"--ssh-key-file, --ssh-known-hosts or --git-ca-file, a --workdir or --state-db that cannot be "
+        f"created, {_STATE_DB}, or a --listen address that cannot be bound",
         EXIT_FAILED: "no cluster connection: a missing or malformed kubeconfig, or no in-cluster config",
     },
     "history": {EXIT_OK: "printed", EXIT_ERROR: f"{_USAGE}, no state database, or {_STATE_DB}"},
@@ -425,6 +425,29 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
     _option(group, "--git-timeout", type=_POSITIVE_SECONDS, default=120, help="seconds a git fetch may take")
     _option(
         group, "--ssh-key-file", type=_file_path, default=None, help="private key for ssh repository URLs"
+    )
+    _option(
+        group,
+        "--ssh-known-hosts",
+        type=_file_path,
+        default=None,
+        help="known_hosts file with the ssh server's host key; only these keys are accepted "
+        "(default: the system's known hosts)",
+    )
+    _option(
+        group,
+        "--ssh-accept-new-host-keys",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="trust an ssh server's host key the first time it is seen and pin it in --workdir "
+        "(trust on first use; --ssh-known-hosts is safer)",
+    )
+    _option(
+        group,
+        "--git-ca-file",
+        type=_file_path,
+        default=None,
+        help="CA certificates (PEM) an https repository's certificate must chain to, instead of the system's",
     )
     _option(
         group,
@@ -903,8 +926,12 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
     from reconciler.store import Store
 
     settings = _settings(args)
-    if args.ssh_key_file:
-        _regular_file("--ssh-key-file", args.ssh_key_file)
+    for flag in ("--ssh-key-file", "--ssh-known-hosts", "--git-ca-file"):
+        name = getattr(args, flag[2:].replace("-", "_"))
+        if name:
+            _regular_file(flag, name)
+    if args.ssh_known_hosts and args.ssh_accept_new_host_keys:
+        raise _ExitError(EXIT_ERROR, "--ssh-known-hosts and --ssh-accept-new-host-keys: give one of them")
     workdir = Path(args.workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -921,6 +948,9 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
         workdir=workdir,
         timeout=args.git_timeout,
         ssh_key_file=args.ssh_key_file,
+        ssh_known_hosts=args.ssh_known_hosts,
+        ssh_accept_new_host_keys=args.ssh_accept_new_host_keys,
+        ca_file=args.git_ca_file,
     )
     options = Options(
         settings=settings,

@@ -21,6 +21,15 @@ def example_data() -> dict[str, Any]:
     return copy.deepcopy(yaml.safe_load(EXAMPLE.read_text()))
 
 
+def sharing_entry(data: dict[str, Any], service: str, **changes: Any) -> dict[str, Any]:
+    """A deployment entry for `service` that shares the instance of its first entry in `data`:
+    a copy of that entry without what each entry has of its own (replicas, wiring), changed by
+    `changes`."""
+    first = next(e for a in data["applications"] for e in a["services"] if e["shortName"] == service)
+    own = ("replicas", "interfaceConnections", "topics")
+    return {**{k: copy.deepcopy(v) for k, v in first.items() if k not in own}, **changes}
+
+
 def dump(data: Any) -> bytes:
     return yaml.safe_dump(data, sort_keys=False).encode()
 

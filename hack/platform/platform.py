@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """The local platform: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK with
-two fake nodes, a Kafka broker (KRaft), Prometheus and a git daemon, all on 127.0.0.1.
+two fake nodes, a Kafka broker (KRaft), Prometheus and git servers (git daemon; smart HTTP in
+lighttpd with TLS and basic authentication; sshd with deploy keys), all on 127.0.0.1.
 
-    platform.py up      build (cached) if needed, start what is not running, wait until ready,
-                        write .platform/env
-    platform.py down    stop exactly the processes this script started (by pid)
-    platform.py status  which parts run
+    platform.py up                build (cached) if needed, start what is not running, wait
+                                  until ready, write .platform/env
+    platform.py down              stop exactly the processes this script started (by pid)
+    platform.py status            which parts run
+    platform.py git-user NAME     (re)set NAME's https password to a new token; prints the
+                                  token file's path
+    platform.py deploy-key REPO   an ssh key that reads REPO (e.g. config.git) only; prints
+                                  the private key's path
 
 Project tooling, standard library only; binaries come from build.sh (~/.cache/mico-platform).
 State (ports, pids, certificates, data, logs) lives in .platform/ at the repository root.
@@ -16,8 +21,11 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import getpass
 import json
 import os
+import re
+import secrets
 import signal
 import socket
 import ssl
@@ -42,6 +50,8 @@ PARTS = (
     "kafka",
     "prometheus",
     "git-daemon",
+    "git-https",
+    "git-ssh",
     "demo-daemon",  # started by hack/demo.sh; stopped first
 )
 
@@ -77,6 +87,8 @@ def ports() -> dict[str, int]:
         "kafka-controller",
         "prometheus",
         "git",
+        "git-https",
+        "git-ssh",
     )
     changed = False
     for name in names:
@@ -146,6 +158,18 @@ def certificates() -> None:
         return
     pki.mkdir(parents=True, exist_ok=True)
     log("generating certificates and service-account keys")
+    new_ca(pki, "ca", "mico-platform-ca")
+    sans = (
+        "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    )
+    signed(pki, "apiserver", "/CN=kube-apiserver", sans, ca="ca")
+    signed(pki, "admin", "/O=system:masters/CN=admin", "extendedKeyUsage=clientAuth", ca="ca")
+    run("openssl", "genrsa", "-out", pki / "sa.key", "2048")
+    run("openssl", "rsa", "-in", pki / "sa.key", "-pubout", "-out", pki / "sa.pub")
+
+
+def new_ca(pki: Path, name: str, common_name: str) -> None:
     run(
         "openssl",
         "req",
@@ -156,55 +180,49 @@ def certificates() -> None:
         "-days",
         "3650",
         "-subj",
-        "/CN=mico-platform-ca",
+        f"/CN={common_name}",
         "-keyout",
-        pki / "ca.key",
+        pki / f"{name}.key",
         "-out",
-        pki / "ca.crt",
+        pki / f"{name}.crt",
     )
-    sans = (
-        "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-        "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+
+
+def signed(pki: Path, name: str, subject: str, extension: str, ca: str) -> None:
+    """A key and a certificate for it, signed by the CA `ca` of `pki`."""
+    run(
+        "openssl",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        subject,
+        "-keyout",
+        pki / f"{name}.key",
+        "-out",
+        pki / f"{name}.csr",
     )
-    for name, subject, extension in (
-        ("apiserver", "/CN=kube-apiserver", sans),
-        ("admin", "/O=system:masters/CN=admin", "extendedKeyUsage=clientAuth"),
-    ):
-        run(
-            "openssl",
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            subject,
-            "-keyout",
-            pki / f"{name}.key",
-            "-out",
-            pki / f"{name}.csr",
-        )
-        ext = pki / f"{name}.ext"
-        ext.write_text(extension + "\n")
-        run(
-            "openssl",
-            "x509",
-            "-req",
-            "-in",
-            pki / f"{name}.csr",
-            "-CA",
-            pki / "ca.crt",
-            "-CAkey",
-            pki / "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "3650",
-            "-extfile",
-            ext,
-            "-out",
-            pki / f"{name}.crt",
-        )
-    run("openssl", "genrsa", "-out", pki / "sa.key", "2048")
-    run("openssl", "rsa", "-in", pki / "sa.key", "-pubout", "-out", pki / "sa.pub")
+    ext = pki / f"{name}.ext"
+    ext.write_text(extension + "\n")
+    run(
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        pki / f"{name}.csr",
+        "-CA",
+        pki / f"{ca}.crt",
+        "-CAkey",
+        pki / f"{ca}.key",
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-extfile",
+        ext,
+        "-out",
+        pki / f"{name}.crt",
+    )
 
 
 def kubeconfig(port: int) -> Path:
@@ -388,6 +406,9 @@ def up_kubernetes(cache: Path, bin_dir: Path, p: dict[str, int]) -> Path:
     )
     nodes = "\n---\n".join(json.dumps(fake_node(name)) for name in NODES)
     run(*kubectl, "apply", "--server-side", "--field-manager=mico-platform", "-f", "-", input=nodes)
+    # a node made by an older platform keeps its status on apply: the capacity goes to the subresource
+    apply_status = ("apply", "--server-side", "--field-manager=mico-platform", "--subresource=status")
+    run(*kubectl, *apply_status, "-f", "-", input=nodes)
     wait(
         "a Ready KWOK node",
         lambda: (
@@ -432,7 +453,7 @@ def without_outcome_label(stage: Path, written: Path) -> Path:
 
 
 def fake_node(name: str) -> dict[str, object]:
-    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    capacity = {"cpu": "32", "memory": "256Gi", "ephemeral-storage": "500Gi", "pods": "110"}
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -597,6 +618,184 @@ def up_git(p: dict[str, int]) -> tuple[str, Path]:
     return url, base
 
 
+#: Repository names the git servers' helpers accept (a path under GIT_ROOT, no traversal).
+REPO_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}\.git$")
+HTTPS_USER = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
+def up_git_https(p: dict[str, int], base: Path) -> tuple[str, str, Path, Path]:
+    """git's smart HTTP (git http-backend as CGI) in lighttpd: TLS from a CA of its own (so
+    that a client that trusts only the system's CAs fails), basic authentication against a
+    plain user file that lighttpd reads on every request (a password changes at once)."""
+    home = STATE / "git-https"
+    home.mkdir(exist_ok=True)
+    pki = STATE / "pki"
+    if not (pki / "git-server.crt").exists():
+        log("generating the git servers' CA and certificate")
+        new_ca(pki, "git-ca", "mico-platform-git-ca")
+        signed(pki, "git-server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost", ca="git-ca")
+    users = home / "users"
+    users.touch(mode=0o600)
+    username = "mico"
+    password_file = home / "tokens" / username
+    if not password_file.exists():  # kept across restarts: a running daemon may read it
+        git_user(username)
+    (home / "lighttpd.conf").write_text(
+        f"""server.modules = ("mod_alias", "mod_auth", "mod_authn_file", "mod_cgi", "mod_setenv")
+server.modules += ("mod_openssl")
+server.bind = "127.0.0.1"
+server.port = {p["git-https"]}
+server.document-root = "{home}"
+server.errorlog = "{STATE / "logs" / "git-https.error.log"}"
+ssl.engine = "enable"
+ssl.pemfile = "{pki / "git-server.crt"}"
+ssl.privkey = "{pki / "git-server.key"}"
+auth.backend = "plain"
+auth.backend.plain.userfile = "{users}"
+auth.require = ("/" => ("method" => "basic", "realm" => "mico-platform git", "require" => "valid-user"))
+alias.url = ("/git" => "/usr/lib/git-core/git-http-backend")
+$HTTP["url"] =~ "^/git" {{
+  cgi.assign = ("" => "")
+  setenv.set-environment = ("GIT_PROJECT_ROOT" => "{base}", "GIT_HTTP_EXPORT_ALL" => "")
+  setenv.add-environment = ("PATH" => "/usr/bin:/bin")
+}}
+"""
+    )
+    start("git-https", ["lighttpd", "-D", "-f", home / "lighttpd.conf"])
+    url = f"https://127.0.0.1:{p['git-https']}/git"
+    token = password_file.read_text()
+
+    def advertises_refs() -> bool:
+        context = ssl.create_default_context(cafile=str(pki / "git-ca.crt"))
+        refs = f"{url}/platform-probe.git/info/refs?service=git-upload-pack"
+        request = urllib.request.Request(refs)  # noqa: S310 - https on loopback
+        request.add_header(
+            "Authorization", "Basic " + base64.b64encode(f"{username}:{token}".encode()).decode()
+        )
+        with urllib.request.urlopen(request, context=context, timeout=3) as response:  # noqa: S310
+            return b"# service=git-upload-pack" in response.read()
+
+    wait("git over https (TLS, basic authentication, git http-backend)", advertises_refs, part="git-https")
+    return url, username, password_file, pki / "git-ca.crt"
+
+
+def git_user(name: str) -> Path:
+    """Give the https user `name` a new token (replacing its old one); the token file's path."""
+    if not HTTPS_USER.match(name):
+        sys.exit(f"platform: {name!r} is not a user name for the git server (lower case, digits, -)")
+    home = STATE / "git-https"
+    tokens = home / "tokens"
+    tokens.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = secrets.token_urlsafe(24)
+    users = home / "users"
+    kept = [line for line in users.read_text().splitlines() if not line.startswith(f"{name}:")]
+    replace_file(users, "".join(f"{line}\n" for line in [*kept, f"{name}:{token}"]))
+    replace_file(tokens / name, token)
+    return tokens / name
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write `text` to a 0600 file beside `path`, then rename it over `path`: readers see the old
+    or the new contents, never a half-written file (as when Kubernetes updates a mounted Secret)."""
+    fresh = path.with_name(f".{path.name}.new")
+    fresh.unlink(missing_ok=True)
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    fresh.replace(path)
+
+
+def up_git_ssh(p: dict[str, int], base: Path) -> tuple[str, Path]:
+    """sshd on a loopback port, run as the platform's own user (root only when the platform
+    runs as root), with its own host key; logins by deploy key only, each key's forced command
+    serving `git-upload-pack` of one repository (see deploy_key)."""
+    home = STATE / "git-ssh"
+    home.mkdir(exist_ok=True)
+    host_key = home / "host_ed25519"
+    if not host_key.exists():
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mico-platform-git", "-f", host_key)
+    (home / "authorized_keys").touch(mode=0o600)
+    serve = home / "git-serve"
+    serve.write_text(
+        f"""#!/bin/sh
+# the forced command of a deploy key: git-upload-pack of the one repository the key is for
+case "$SSH_ORIGINAL_COMMAND" in
+  "git-upload-pack '$1'" | "git-upload-pack '/$1'") exec git-upload-pack "{base}/$1" ;;
+esac
+echo "this deploy key reads $1 only (asked: $SSH_ORIGINAL_COMMAND)" >&2
+exit 1
+"""
+    )
+    serve.chmod(0o755)
+    user = getpass.getuser()
+    root = os.geteuid() == 0
+    (home / "sshd_config").write_text(
+        "\n".join(
+            [
+                f"ListenAddress 127.0.0.1:{p['git-ssh']}",
+                f"HostKey {host_key}",
+                f"PidFile {home / 'sshd.pid'}",
+                f"AuthorizedKeysFile {home / 'authorized_keys'}",
+                f"AllowUsers {user}",
+                f"PermitRootLogin {'forced-commands-only' if root else 'no'}",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "UsePAM no",
+                "StrictModes no",
+                "PrintMotd no",
+                "AllowTcpForwarding no",
+                "X11Forwarding no",
+                "LogLevel VERBOSE",
+                "",
+            ]
+        )
+    )
+    if root:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    start("git-ssh", ["/usr/sbin/sshd", "-D", "-e", "-f", home / "sshd_config"])
+    public = host_key.with_suffix(".pub").read_text().split()
+    known_hosts = home / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{p['git-ssh']} {public[0]} {public[1]}\n")
+    url = f"ssh://{user}@127.0.0.1:{p['git-ssh']}"
+    probe_key = deploy_key("platform-probe.git")
+
+    def clone_works() -> bool:
+        scratch = STATE / "tmp" / "git-ssh-probe"
+        run("rm", "-rf", scratch)
+        ssh = f"ssh -i {probe_key} -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile={known_hosts}"
+        run(
+            "git",
+            "clone",
+            "-q",
+            f"{url}/platform-probe.git",
+            scratch,
+            env={**os.environ, "GIT_SSH_COMMAND": ssh},
+        )
+        return True
+
+    wait("a clone over ssh with a deploy key", clone_works, part="git-ssh")
+    return url, known_hosts
+
+
+def deploy_key(repo: str) -> Path:
+    """The ed25519 key pair that reads `repo` only (an authorized_keys line with a forced
+    command), made on first use; the private key's path."""
+    if not REPO_NAME.match(repo):
+        sys.exit(f"platform: {repo!r} is not a repository name under GIT_ROOT (like config.git)")
+    keys = STATE / "git-ssh" / "keys"
+    keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = keys / repo.removesuffix(".git")
+    if key.exists():
+        return key
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"deploy key of {repo}", "-f", key)
+    serve = STATE / "git-ssh" / "git-serve"
+    line = f'restrict,command="{serve} {repo}" {key.with_suffix(".pub").read_text().strip()}\n'
+    with open(STATE / "git-ssh" / "authorized_keys", "a") as authorized:
+        authorized.write(line)
+    return key
+
+
 def up(args: argparse.Namespace) -> None:
     for sub in ("pids", "logs", "tmp"):
         (STATE / sub).mkdir(parents=True, exist_ok=True)
@@ -608,6 +807,8 @@ def up(args: argparse.Namespace) -> None:
     bootstrap = up_kafka(cache, p)
     prometheus_url, targets = up_prometheus(p)
     git_url, git_root = up_git(p)
+    https_url, https_user, https_password, git_ca = up_git_https(p, git_root)
+    ssh_url, known_hosts = up_git_ssh(p, git_root)
     env = {
         "KUBECONFIG": str(config),
         "MICO_PLATFORM_BIN": str(bin_dir),
@@ -617,6 +818,12 @@ def up(args: argparse.Namespace) -> None:
         "PROMETHEUS_TARGETS_DIR": str(targets),
         "GIT_BASE_URL": git_url,
         "GIT_ROOT": str(git_root),
+        "GIT_HTTPS_URL": https_url,
+        "GIT_HTTPS_CA": str(git_ca),
+        "GIT_HTTPS_USERNAME": https_user,
+        "GIT_HTTPS_PASSWORD_FILE": str(https_password),
+        "GIT_SSH_URL": ssh_url,
+        "GIT_SSH_KNOWN_HOSTS": str(known_hosts),
     }
     (STATE / "env").write_text("".join(f"export {k}={v!r}\n".replace("'", '"') for k, v in env.items()))
     log(f"ready in {time.monotonic() - started:.1f}s; source {STATE / 'env'}")
@@ -648,7 +855,7 @@ def leftovers() -> list[tuple[int, str]]:
 
 def stop(args: argparse.Namespace) -> None:
     """Stop one part (e.g. kafka, for a failure test); `up` starts it again."""
-    stop_part(args.part)
+    stop_part(args.name)
 
 
 def stop_part(part: str) -> None:
@@ -680,12 +887,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=("up", "down", "stop", "status"))
-    parser.add_argument("part", nargs="?", choices=PARTS, help="with stop: the part to stop")
+    parser.add_argument("command", choices=("up", "down", "stop", "status", "git-user", "deploy-key"))
+    parser.add_argument(
+        "name", nargs="?", help="stop: the part; git-user: the user; deploy-key: the repository"
+    )
     args = parser.parse_args()
-    if args.command == "stop" and not args.part:
-        parser.error("stop needs a part")
-    {"up": up, "down": down, "stop": stop, "status": status}[args.command](args)
+    if args.command in ("stop", "git-user", "deploy-key") and not args.name:
+        parser.error(f"{args.command} needs a name")
+    if args.command == "stop" and args.name not in PARTS:
+        parser.error(f"stop: no part {args.name!r} (parts: {', '.join(PARTS)})")
+    if args.command == "git-user":
+        print(git_user(args.name))
+    elif args.command == "deploy-key":
+        print(deploy_key(args.name))
+    else:
+        {"up": up, "down": down, "stop": stop, "status": status}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ each_ci_values = pytest.mark.parametrize("values_file", CI_VALUES, ids=ci_id)
 #: Objects the chart may render; all but the two cluster-RBAC kinds are namespaced.
 NAMESPACED = {
     "ServiceAccount",
+    "ConfigMap",
     "Role",
     "RoleBinding",
     "Deployment",
@@ -60,8 +61,11 @@ CHART_FIXED = {
     "workdir": "MICO_WORKDIR",
     "lease_namespace": "MICO_LEASE_NAMESPACE",
 }
-#: Files that come from existing Secrets (values gitCredentials, sshKey, webhookSecret).
-SECRET_FILES = {"ssh_key_file", "webhook_secret_file"}
+#: Files that come from existing Secrets (values gitCredentials, sshKey, webhookSecret) or from the
+#: chart's trust ConfigMap (sshKey.knownHosts, gitCA: the files' contents are the values).
+SECRET_FILES = {"ssh_key_file", "webhook_secret_file", "ssh_known_hosts", "git_ca_file"}
+#: Flags whose value sits beside the credentials it belongs to.
+NESTED = {"ssh_accept_new_host_keys": ("sshKey", "acceptNewHostKeys")}
 #: Never set in a pod: the in-cluster config is used.
 NEVER = {"kubeconfig"}
 #: Values whose "" stands for something the chart knows: the connector runs from the chart's own image.
@@ -271,6 +275,11 @@ def test_every_daemon_flag_is_a_value_with_the_daemons_default(clean_env: pytest
     for dest, action in _run_options().items():
         if dest in CHART_FIXED or dest in SECRET_FILES or dest in NEVER:
             continue
+        if dest in NESTED:
+            group, key = NESTED[dest]
+            assert defaults[group][key] == action.default, f"{group}.{key} is not the daemon's default"
+            assert key in schema["properties"][group]["properties"], f"{group}.{key} is not in the schema"
+            continue
         name = _camel(dest)
         assert name in defaults, f"--{dest.replace('_', '-')} has no value {name} in values.yaml"
         assert name in schema["properties"], f"{name} is not in values.schema.json"
@@ -325,10 +334,22 @@ def test_an_image_the_connectors_could_not_run_is_refused_by_the_schema(image: s
 
 
 def test_every_daemon_flag_reaches_the_pod(clean_env: pytest.MonkeyPatch) -> None:
-    """With everything set (ci/full-values.yaml), every flag but --kubeconfig is an env var."""
+    """With everything set (ci/full-values.yaml), every flag but --kubeconfig is an env var;
+    trust on first use, which pinned host keys exclude, is set on its own."""
     env = env_of(render(CHART / "ci" / "full-values.yaml"))
+    first_use = env_of(
+        render(
+            CHART / "ci" / "full-values.yaml",
+            extra=("--set", "sshKey.knownHosts=", "--set", "sshKey.acceptNewHostKeys=true"),
+        )
+    )
+    assert first_use["MICO_SSH_ACCEPT_NEW_HOST_KEYS"] == "true"
+    assert "MICO_SSH_KNOWN_HOSTS" not in first_use
     for dest in _run_options():
         variable = f"MICO_{dest.upper()}"
+        if dest in NESTED:
+            assert variable not in env, variable
+            continue
         assert (variable in env) == (dest not in NEVER), variable
     assert {"MICO_GIT_USERNAME_FILE", "MICO_GIT_PASSWORD_FILE"} <= env.keys()
     assert not {"MICO_GIT_USERNAME", "MICO_GIT_PASSWORD", "MICO_WEBHOOK_SECRET"} & env.keys()

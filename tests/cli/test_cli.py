@@ -144,6 +144,32 @@ def test_diff_reports_changed_elements_and_objects(repo: Path) -> None:
     assert "5 Kubernetes objects differ (0 added, 1 changed, 4 removed)" in result.stdout
 
 
+def test_diff_shows_production_settings_as_the_deployment_gets_them(repo: Path) -> None:
+    """A Secret reference, an entry's resources and a probe, as reviewers see them in a pull
+    request: the config lines and the Deployment's fields, and no Secret contents (there are none
+    to show: only names reach the spec)."""
+    data = example_data()
+    backend = data["applications"][0]["services"][1]
+    backend["envRefs"]["JWT_SECRET"]["key"] = "jwt-secret-2026"
+    backend["resources"]["limits"] = {"cpu": "1500m"}
+    data["services"][0]["livenessProbe"] = {"exec": {"command": ["/bin/healthcheck", "--quick"]}}
+    commit(repo, data, "rotate the JWT key, more CPU, an exec liveness probe")
+    result = diff(repo, "HEAD~1", "HEAD")
+    assert result.returncode == 1, result.stderr
+    out = result.stdout
+    assert "~ application realworld v1.0.0 (changed)" in out
+    assert "~ service spring-boot-realworld-example-app v1.0.0 (changed)" in out
+    assert "1 Kubernetes object differs (0 added, 1 changed, 0 removed)" in out
+    rotated = "-              key: jwt-secret\n+              key: jwt-secret-2026\n"
+    assert rotated + "               name: realworld-backend" in out
+    assert "-            cpu: '1'\n+            cpu: 1500m" in out
+    assert (
+        "+          exec:\n+            command:\n+            - /bin/healthcheck\n+            - --quick"
+        in out
+    )
+    assert "-          tcpSocket:\n-            port: 8080" in out  # the interface's targetPort
+
+
 def test_diff_markdown_and_json(repo: Path) -> None:
     data = example_data()
     data["services"][2]["image"] = "docker.io/ustmico/test-message-generator:v1.0.1"

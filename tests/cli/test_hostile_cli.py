@@ -430,11 +430,32 @@ def test_unusable_webhook_secret_file(kind: str, repo: str, tmp_path: Path) -> N
     fails(result, "run", 2, "--webhook-secret-file")
 
 
-def test_missing_ssh_key_file(repo: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("flag", ["--ssh-key-file", "--ssh-known-hosts", "--git-ca-file"])
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_git_trust_and_key_files_must_be_regular_files(
+    flag: str, kind: str, repo: str, tmp_path: Path
+) -> None:
+    given = tmp_path / "given"
+    if kind == "directory":
+        given.mkdir()
+    result = cli("sync", "--repo", repo, "--state-db", str(tmp_path / "s"), flag, str(given))
+    fails(result, "sync", 2, flag, "No such file" if kind == "missing" else "not a regular file")
+
+
+def test_pinned_host_keys_and_trust_on_first_use_exclude_each_other(repo: str, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text("")
     result = cli(
-        "sync", "--repo", repo, "--state-db", str(tmp_path / "s"), "--ssh-key-file", str(tmp_path / "k")
+        "sync",
+        "--repo",
+        repo,
+        "--state-db",
+        str(tmp_path / "s"),
+        "--ssh-known-hosts",
+        str(known),
+        "--ssh-accept-new-host-keys",
     )
-    fails(result, "sync", 2, "--ssh-key-file")
+    fails(result, "sync", 2, "--ssh-known-hosts and --ssh-accept-new-host-keys: give one of them")
 
 
 def test_listen_address_taken(repo: str, tmp_path: Path) -> None:

@@ -55,6 +55,20 @@ class Platform:
     prometheus_targets: Path
     git_base_url: str
     git_root: Path
+    #: The same repositories over https (TLS from `git_https_ca`, basic authentication) and ssh
+    #: (deploy keys from `deploy_key`, the server's host key in `git_ssh_known_hosts`).
+    git_https_url: str
+    git_https_ca: Path
+    git_ssh_url: str
+    git_ssh_known_hosts: Path
+
+    def git_user(self, name: str) -> Path:
+        """A new token for the https user `name` (its old one stops working); the token's file."""
+        return Path(_platform_command("git-user", name))
+
+    def deploy_key(self, repo: str) -> Path:
+        """The private key that reads `repo` (a name under git_root) over ssh, made on first use."""
+        return Path(_platform_command("deploy-key", repo))
 
     def kubectl(self, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -69,6 +83,12 @@ class Platform:
 def _read_env(path: Path) -> dict[str, str]:
     pairs = re.findall(r'^export (\w+)="(.*)"$', path.read_text(), flags=re.MULTILINE)
     return dict(pairs)
+
+
+def _platform_command(*args: str) -> str:
+    return subprocess.run(
+        [sys.executable, str(PLATFORM), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def _status() -> str:
@@ -92,6 +112,10 @@ def platform() -> Iterator[Platform]:
         prometheus_targets=Path(env["PROMETHEUS_TARGETS_DIR"]),
         git_base_url=env["GIT_BASE_URL"],
         git_root=Path(env["GIT_ROOT"]),
+        git_https_url=env["GIT_HTTPS_URL"],
+        git_https_ca=Path(env["GIT_HTTPS_CA"]),
+        git_ssh_url=env["GIT_SSH_URL"],
+        git_ssh_known_hosts=Path(env["GIT_SSH_KNOWN_HOSTS"]),
     )
     if started_here and not os.environ.get("MICO_PLATFORM_KEEP"):
         subprocess.run([sys.executable, str(PLATFORM), "down"], check=True)
@@ -367,19 +391,29 @@ def start_daemon(
     started: list[Daemon] = []
     (tmp_path / "webhook-secret").write_bytes(SECRET)
 
-    def start(state: str = "daemon.db", *extra: str, wait_for_run: bool = True) -> Daemon:
+    def start(
+        state: str = "daemon.db",
+        *extra: str,
+        wait_for_run: bool = True,
+        repo: str | None = None,
+        env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
+    ) -> Daemon:
+        """`repo`: another URL of the config repository (https, ssh); `env`: more variables;
+        `prefix`: a command the daemon runs under (strace)."""
         port = free_port()
         log = open(tmp_path / f"{state}.log", "ab")  # noqa: SIM115 - closed with the process
         command = reconciler_command(
             "run",
             platform,
-            config_repo.url,
+            repo or config_repo.url,
             namespace,
             state_db=tmp_path / state,
             workdir=tmp_path / f"{state}-repo",
         )
         process = subprocess.Popen(
             [
+                *prefix,
                 *command,
                 "--listen",
                 f"127.0.0.1:{port}",
@@ -391,6 +425,7 @@ def start_daemon(
             ],
             stdout=log,
             stderr=log,
+            env={**os.environ, **(env or {})},
         )
         daemon = Daemon(process, f"http://127.0.0.1:{port}", tmp_path / state)
         started.append(daemon)

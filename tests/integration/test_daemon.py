@@ -24,7 +24,7 @@ from reconciler import __version__
 from reconciler.cluster.resources import DEPLOYMENT, SERVICE
 from reconciler.engine import Engine, RunOutcome
 from reconciler.store import Store
-from tests.helpers import example_data, run
+from tests.helpers import example_data, run, sharing_entry
 from tests.integration.conftest import (
     BACKEND,
     SECRET,
@@ -335,12 +335,7 @@ def _shared(replicas: tuple[int, ...]) -> dict[str, Any]:
                 "version": "v1.0.0",
                 "name": f"Shop {index}",
                 "services": [
-                    {
-                        "shortName": BACKEND,
-                        "version": "v1.0.0",
-                        "replicas": count,
-                        "labels": {"tier": "backend"},
-                    }
+                    sharing_entry(data, BACKEND, replicas=count),
                 ],
             }
         )

@@ -10,7 +10,7 @@ import pytest
 
 from reconciler.review import graph
 from reconciler.spec.problems import Problem, github_annotation
-from tests.helpers import example_data, load_data
+from tests.helpers import example_data, load_data, sharing_entry
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -56,12 +56,7 @@ def shared_config() -> dict:
             "version": "v2.0.0",
             "name": "Admin",
             "services": [
-                {
-                    "shortName": "spring-boot-realworld-example-app",
-                    "version": "v1.0.0",
-                    "replicas": 3,
-                    "labels": {"tier": "backend"},  # a shared instance: the same labels
-                }
+                sharing_entry(data, "spring-boot-realworld-example-app", replicas=3),
             ],
         }
     )

@@ -220,9 +220,13 @@ def test_problems_are_capped_and_counted() -> None:
 
 @pytest.mark.parametrize("version", ["1.0.0--", "1.0.0+b-", "v2.0.0-rc-"])
 def test_versions_that_cannot_be_label_values_are_problems(version: str) -> None:
-    found = problems(example_with(lambda d: d["services"][2].update(version=version)))
+    text = example_with(lambda d: d["services"][2].update(version=version))
+    lines = text.decode().splitlines()
+    entry = lines.index("- shortName: test-message-generator")
+    line = entry + 1 + [n.strip() for n in lines[entry:]].index(f"version: {version}")  # its version's key
+    found = problems(text)
     assert found[0] == (
-        f"mico.yaml:35:3: services[2].version: version {version!r} cannot be a Kubernetes label "
+        f"mico.yaml:{line}:3: services[2].version: version {version!r} cannot be a Kubernetes label "
         "value (it must end with a letter or digit)"
     )
 

@@ -12,7 +12,7 @@ from reconciler.render import Settings, render
 from reconciler.render.manifest import to_documents, to_yaml
 from reconciler.spec import load
 from reconciler.spec.yamldoc import reads_as_string
-from tests.helpers import ROOT, dump, example_data, load_data
+from tests.helpers import ROOT, dump, example_data, load_data, sharing_entry
 
 BACK = "spring-boot-realworld-example-app"
 GOLDEN = ROOT / "tests" / "golden" / "example-objects.yaml"
@@ -153,13 +153,7 @@ def _share_backend(data: dict[str, Any], replicas: int, **entry: Any) -> None:
             "version": "v1.0.0",
             "name": "Second",
             "services": [
-                {
-                    "shortName": BACK,
-                    "version": "v1.0.0",
-                    "replicas": replicas,
-                    "labels": {"tier": "backend"},
-                    **entry,
-                }
+                sharing_entry(data, BACK, replicas=replicas, **entry),
             ],
         }
     )

@@ -10,7 +10,7 @@ import pytest
 
 from reconciler.spec import SpecError, load
 from reconciler.spec.loader import _KNOWN_FIELDS, _Hints
-from tests.helpers import dump, example_data
+from tests.helpers import dump, example_data, sharing_entry
 
 Data = dict[str, Any]
 FRONT, BACK = "react-redux-realworld-example-app", "spring-boot-realworld-example-app"
@@ -67,13 +67,7 @@ def test_sharing_conflicts_of_an_application_with_a_schema_error() -> None:
             "name": "Second",
             "deploy": True,
             "services": [
-                {
-                    "shortName": BACK,
-                    "version": "v1.0.0",
-                    "replicas": 2,
-                    "labels": {"tier": "backend"},
-                    "env": {"MODE": "other"},
-                }
+                sharing_entry(data, BACK, replicas=2, env={"MODE": "other"}),
             ],
             "kafkaFaasConnectors": [{"instance": "Bad_Name", "inputTopic": "t", "outputTopic": "u"}],
         }

@@ -100,7 +100,18 @@ The RBAC rules of one scope (workload, build or lease) from files/rbac-rules.yam
 {{- if and .Values.rbac.create (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
 {{- fail "rbac.create with serviceAccount.create=false needs serviceAccount.name: the Roles would go to the namespace's default ServiceAccount, and so to every pod using it" }}
 {{- end }}
+{{- if and (regexMatch "^(ssh://|[^/:@]+@[^/:]+:)" .Values.repo) (not .Values.sshKey.knownHosts) (not .Values.sshKey.acceptNewHostKeys) }}
+{{- fail "an ssh repo needs sshKey.knownHosts (the server's host keys, e.g. from `ssh-keyscan`, checked out of band), or sshKey.acceptNewHostKeys: true to trust the first key seen" }}
+{{- end }}
+{{- if and .Values.sshKey.knownHosts .Values.sshKey.acceptNewHostKeys }}
+{{- fail "sshKey: give knownHosts or acceptNewHostKeys, not both (pinned keys or trust on first use)" }}
+{{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (include "mico-reconciler.persistent" .) }}
 {{- fail "replicaCount > 1 cannot share the state volume (ReadWriteOnce, one SQLite writer): use persistence.enabled=false or one replica" }}
 {{- end }}
+{{- end }}
+
+{{/* The ConfigMap with what the daemon trusts: the ssh server's host keys, the https server's CA. */}}
+{{- define "mico-reconciler.trustName" -}}
+{{- printf "%s-git-trust" (include "mico-reconciler.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
