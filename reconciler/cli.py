@@ -447,7 +447,7 @@ def _add_reconcile_options(parser: argparse.ArgumentParser, *, daemon: bool) -> 
         "--git-ca-file",
         type=_file_path,
         default=None,
-        help="CA certificates (PEM) an https repository's certificate must chain to, instead of the system's",
+        help="CA certificates (PEM) an https repository's certificate may chain to, besides the system's",
     )
     _option(
         group,
@@ -922,6 +922,7 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
     from reconciler.cluster.resources import POD
     from reconciler.engine import SELECTOR, Engine, Options, observed
     from reconciler.plan import tracking_id
+    from reconciler.source.access import Access, AccessError
     from reconciler.source.git import GitSource
     from reconciler.store import Store
 
@@ -933,6 +934,11 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
     if args.ssh_known_hosts and args.ssh_accept_new_host_keys:
         raise _ExitError(EXIT_ERROR, "--ssh-known-hosts and --ssh-accept-new-host-keys: give one of them")
     workdir = Path(args.workdir)
+    access = Access(args.ssh_key_file, args.ssh_known_hosts, args.ssh_accept_new_host_keys, args.git_ca_file)
+    try:
+        access.check(workdir)
+    except AccessError as err:
+        raise _ExitError(EXIT_ERROR, str(err)) from err
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -947,10 +953,7 @@ def _engine(args: argparse.Namespace, *, watch: bool = False) -> Engine:
         path=args.path,
         workdir=workdir,
         timeout=args.git_timeout,
-        ssh_key_file=args.ssh_key_file,
-        ssh_known_hosts=args.ssh_known_hosts,
-        ssh_accept_new_host_keys=args.ssh_accept_new_host_keys,
-        ca_file=args.git_ca_file,
+        access=access,
     )
     options = Options(
         settings=settings,

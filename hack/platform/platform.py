@@ -634,6 +634,7 @@ def up_git_https(p: dict[str, int], base: Path) -> tuple[str, str, Path, Path]:
         log("generating the git servers' CA and certificate")
         new_ca(pki, "git-ca", "mico-platform-git-ca")
         signed(pki, "git-server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost", ca="git-ca")
+    (home / "www").mkdir(exist_ok=True)  # empty: the user file and tokens beside it are not served
     users = home / "users"
     users.touch(mode=0o600)
     username = "mico"
@@ -645,7 +646,7 @@ def up_git_https(p: dict[str, int], base: Path) -> tuple[str, str, Path, Path]:
 server.modules += ("mod_openssl")
 server.bind = "127.0.0.1"
 server.port = {p["git-https"]}
-server.document-root = "{home}"
+server.document-root = "{home / "www"}"
 server.errorlog = "{STATE / "logs" / "git-https.error.log"}"
 ssl.engine = "enable"
 ssl.pemfile = "{pki / "git-server.crt"}"
@@ -656,7 +657,8 @@ auth.require = ("/" => ("method" => "basic", "realm" => "mico-platform git", "re
 alias.url = ("/git" => "/usr/lib/git-core/git-http-backend")
 $HTTP["url"] =~ "^/git" {{
   cgi.assign = ("" => "")
-  setenv.set-environment = ("GIT_PROJECT_ROOT" => "{base}", "GIT_HTTP_EXPORT_ALL" => "")
+  setenv.set-environment = ("GIT_PROJECT_ROOT" => "{base}", "GIT_HTTP_EXPORT_ALL" => "",
+    "GIT_CONFIG_COUNT" => "1", "GIT_CONFIG_KEY_0" => "http.receivepack", "GIT_CONFIG_VALUE_0" => "false")
   setenv.add-environment = ("PATH" => "/usr/bin:/bin")
 }}
 """
@@ -684,6 +686,8 @@ def git_user(name: str) -> Path:
     if not HTTPS_USER.match(name):
         sys.exit(f"platform: {name!r} is not a user name for the git server (lower case, digits, -)")
     home = STATE / "git-https"
+    if not (home / "users").exists():
+        sys.exit("platform: the git server has no user file yet: run `platform.py up` first")
     tokens = home / "tokens"
     tokens.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = secrets.token_urlsafe(24)

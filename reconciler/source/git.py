@@ -20,7 +20,6 @@ import glob
 import logging
 import os
 import re
-import shlex
 import shutil
 import signal
 import stat
@@ -34,6 +33,7 @@ from typing import TypeVar
 import git
 
 from reconciler.redact import redact
+from reconciler.source.access import Access, contents
 from reconciler.source.files import SourceError, shown
 from reconciler.source.revision import DamagedRepositoryError, git_reason, read_revision, reason_line
 from reconciler.spec.problems import quote
@@ -42,21 +42,6 @@ log = logging.getLogger("mico_reconciler.source")
 T = TypeVar("T")
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_ASKPASS = """#!/bin/sh
-# git asks for credentials; answer from MICO_GIT_{USERNAME,PASSWORD}[_FILE] of the environment.
-# Nothing given: fail, so that git reports that it could not read them (not a refusal).
-given() { [ -n "${MICO_GIT_PASSWORD_FILE:-}${MICO_GIT_PASSWORD:-}" ]; }
-case "$1" in
-  Username*)
-    given || [ -n "${MICO_GIT_USERNAME_FILE:-}${MICO_GIT_USERNAME:-}" ] || exit 1
-    if [ -n "${MICO_GIT_USERNAME_FILE:-}" ]; then exec cat "$MICO_GIT_USERNAME_FILE"; fi
-    printf '%s' "${MICO_GIT_USERNAME:-}" ;;
-  *)
-    given || exit 1
-    if [ -n "${MICO_GIT_PASSWORD_FILE:-}" ]; then exec cat "$MICO_GIT_PASSWORD_FILE"; fi
-    printf '%s' "${MICO_GIT_PASSWORD:-}" ;;
-esac
-"""
 #: Written into a damaged clone before it is moved aside: why, and that it is this reconciler's.
 DAMAGED_NOTE = "mico-damaged.txt"
 #: How long a killed git's pipes are waited for (a process that left its group may hold them).
@@ -96,13 +81,7 @@ class GitSource:
     path: str = "."
     workdir: Path = Path(".mico-reconciler/repo")
     timeout: float = 120
-    ssh_key_file: str | None = None
-    #: The host keys ssh accepts (pinning); without it, the system's known hosts, or with
-    #: `ssh_accept_new_host_keys` the first key seen (kept in the work directory).
-    ssh_known_hosts: str | None = None
-    ssh_accept_new_host_keys: bool = False
-    #: The CA bundle an https server's certificate must chain to (instead of the system's).
-    ca_file: str | None = None
+    access: Access = field(default_factory=Access)
     #: What this process already knows of the clone, so a fetch that brings nothing new runs
     #: two git processes (origin's URL, the fetch) and reads nothing: the commit fetched last,
     #: the config read at it, the blobs that config is made of.
@@ -234,7 +213,7 @@ class GitSource:
             )
         if status == 0:
             return
-        refusal = self._refusal(stderr)
+        refusal = self.access.refusal(stderr, self.workdir, dict(os.environ))
         if refusal:
             raise SourceError(f"fetching {quote(ref)} from {redact(self.url)} failed: {refusal}")
         summary = _summary(stderr) or f"exit status {status}"
@@ -247,20 +226,14 @@ class GitSource:
         raise SourceError(f"fetching {quote(ref)} from {redact(self.url)} failed: {summary}")
 
     def _run(self, args: list[str], env: dict[str, str]) -> tuple[int | None, str]:
-        """(exit status, stderr) of git with `args` on the clone; the status is None when the
-        timeout killed it. git runs in a process group of its own, killed as a whole."""
+        """(exit status, stderr) of git with `args` on the clone, in environment `env`; the
+        status is None when the timeout killed it. git runs in a process group of its own,
+        killed as a whole."""
         executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"  # the git gitpython runs
-        # no credential helper: a helper of the user's (`store`) would write the token to disk
-        command = [
-            executable,
-            "-c",
-            "credential.helper=",
-            f"--git-dir={os.path.abspath(self.workdir)}",
-            *args,
-        ]
+        command = [executable, f"--git-dir={os.path.abspath(self.workdir)}", *args]
         with subprocess.Popen(  # noqa: S603 - no shell; a ref or revision always follows `--`
             command,
-            env={**os.environ, "LC_ALL": "C", "LANGUAGE": "C", **env},
+            env={**env, "LC_ALL": "C", "LANGUAGE": "C"},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -285,7 +258,9 @@ class GitSource:
         locks = [*self.workdir.glob("*.lock"), *self.workdir.glob("refs/**/*.lock")]
         if locks:
             return f"a lock file was left behind: {shown(locks[0].name)}"
-        status, stderr = self._run(["fsck", "--connectivity-only", "--no-dangling", "--no-progress"], {})
+        status, stderr = self._run(
+            ["fsck", "--connectivity-only", "--no-dangling", "--no-progress"], self._environment()
+        )
         if status:
             return f"git fsck: {reason_line(stderr) or f'exit status {status}'}"
         return None
@@ -367,7 +342,7 @@ class GitSource:
         cloning again must not trust a new host key."""
         workdir = Path(os.path.abspath(self.workdir))
         ours = self._ours()
-        known_hosts = _contents(workdir / "known_hosts")
+        known_hosts = contents(workdir / "known_hosts")
         if ours:  # the note marks what may be deleted the next time
             with contextlib.suppress(OSError):
                 (workdir / DAMAGED_NOTE).write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {reason}\n")
@@ -417,97 +392,7 @@ class GitSource:
         return older[0] if older else aside.with_name(f"{aside.name}-{time.time_ns()}")
 
     def _environment(self) -> dict[str, str]:
-        """Absolute paths: git may run them from another directory."""
-        askpass = Path(os.path.abspath(self.workdir)) / "askpass.sh"
-        if _contents(askpass) != _ASKPASS.encode():  # also the script of an older release
-            askpass.write_text(_ASKPASS)
-            askpass.chmod(stat.S_IRWXU)
-        env = {
-            "GIT_ASKPASS": str(askpass),
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_SSH_COMMAND": self._ssh_command(),
-        }
-        if self.ca_file:
-            env["GIT_SSL_CAINFO"] = os.path.abspath(self.ca_file)
-        return env | {k: v for k, v in os.environ.items() if k.startswith("MICO_GIT_") and k not in env}
-
-    def _ssh_command(self) -> str:
-        """ssh that never prompts and checks the server's host key: against --ssh-known-hosts
-        only, or the system's known hosts, or (opted in) trusting the first key it sees."""
-        options = ["BatchMode=yes"]
-        if self.ssh_key_file:
-            options += [f"IdentityFile={os.path.abspath(self.ssh_key_file)}", "IdentitiesOnly=yes"]
-        if self.ssh_known_hosts:
-            known = os.path.abspath(self.ssh_known_hosts)
-            options += [
-                "StrictHostKeyChecking=yes",
-                f"UserKnownHostsFile={known}",
-                "GlobalKnownHostsFile=/dev/null",
-            ]
-        elif self.ssh_accept_new_host_keys:
-            known = str(Path(os.path.abspath(self.workdir)) / "known_hosts")
-            options += ["StrictHostKeyChecking=accept-new", f"UserKnownHostsFile={known}"]
-        else:
-            options += ["StrictHostKeyChecking=yes"]
-        return " ".join(["ssh", *(f"-o {shlex.quote(option)}" for option in options)])
-
-    def _unreadable_key(self) -> str | None:
-        """Why ssh could not read --ssh-key-file (a mounted Secret gone), or None."""
-        if not self.ssh_key_file:
-            return None
-        try:
-            with open(self.ssh_key_file, "rb"):
-                return None
-        except OSError as err:
-            return err.strerror or type(err).__name__
-
-    def _refusal(self, stderr: str) -> str | None:
-        """The cause when the server, or git on our side, refused the connection: credentials,
-        a certificate or a host key, named with the setting to change (never with a secret)."""
-        if "could not read Username" in stderr or "could not read Password" in stderr:
-            return (
-                "the server asks for a username and password and none could be read "
-                "(MICO_GIT_USERNAME and MICO_GIT_PASSWORD, or their _FILE variants)"
-            )
-        if "Authentication failed" in stderr or "The requested URL returned error: 401" in stderr:
-            return (
-                "the server refused the username and password (MICO_GIT_USERNAME and MICO_GIT_PASSWORD, "
-                "or their _FILE variants): a wrong or expired token?"
-            )
-        if "certificate" in stderr.lower() and ("verif" in stderr or "SSL certificate problem" in stderr):
-            trusted = (
-                f"the CA in --git-ca-file {shown(self.ca_file)}" if self.ca_file else "a CA of the system's"
-            )
-            return (
-                f"the server's TLS certificate is not signed by {trusted}: give the CA that signed it "
-                "with --git-ca-file"
-            )
-        if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr:
-            pinned = self.ssh_known_hosts or (
-                str(self.workdir / "known_hosts") if self.ssh_accept_new_host_keys else None
-            )
-            where = f" in {shown(pinned)}" if pinned else ""
-            return (
-                f"the ssh server's host key is not the one known for it{where}: the server was "
-                "replaced, or someone is in between; the connection was refused"
-            )
-        if "host key is known for" in stderr or "Host key verification failed" in stderr:
-            where = f"in --ssh-known-hosts {shown(self.ssh_known_hosts)}" if self.ssh_known_hosts else "known"
-            return (
-                f"the ssh server's host key is not {where}: pin it with --ssh-known-hosts "
-                "(or trust the first key seen with --ssh-accept-new-host-keys)"
-            )
-        if "Permission denied (publickey" in stderr:
-            unreadable = self._unreadable_key()
-            if unreadable:
-                return f"--ssh-key-file {shown(str(self.ssh_key_file))} cannot be read: {unreadable}"
-            given = (
-                f"the key in --ssh-key-file {shown(self.ssh_key_file)}"
-                if self.ssh_key_file
-                else "every key offered (no --ssh-key-file)"
-            )
-            return f"the ssh server refused {given}: not a deploy key of this repository?"
-        return None
+        return self.access.environment(self.workdir, dict(os.environ))
 
 
 def _is_commit(repo: git.Repo, sha: str) -> bool:
@@ -537,10 +422,3 @@ def _summary(stderr: str) -> str:
     if len(distinct) > _STDERR_LINES:
         text += f" (and {len(distinct) - _STDERR_LINES} more lines)"
     return shown(text[:_STDERR_CHARS])
-
-
-def _contents(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None

@@ -6,10 +6,12 @@ namespace, Kafka topic prefix and git repository, removed afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -426,6 +428,7 @@ def start_daemon(
             stdout=log,
             stderr=log,
             env={**os.environ, **(env or {})},
+            start_new_session=bool(prefix),  # ended as a group: strace leaves its tracee on SIGTERM
         )
         daemon = Daemon(process, f"http://127.0.0.1:{port}", tmp_path / state)
         started.append(daemon)
@@ -441,8 +444,30 @@ def start_daemon(
     yield start
     for daemon in started:
         if daemon.process.poll() is None:
-            daemon.process.terminate()
-            daemon.process.wait(timeout=30)
+            _stop(daemon.process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the daemon. Under a prefix (its own process group) the daemon is the prefix's
+    child: strace, signalled itself, would detach and leave it running. Under strace a signal
+    may reach a thread that is not the main one, which Python then never sees: it is sent again
+    until the daemon stops, and the group killed should it not stop at all."""
+    pid = process.pid
+    prefixed = os.getpgid(pid) == pid
+    targets = Path(f"/proc/{pid}/task/{pid}/children").read_text().split() if prefixed else [str(pid)]
+    try:
+        for _ in range(6):
+            for target in targets:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(target), signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
+                return
+        process.wait(timeout=1)
+    finally:
+        if prefixed:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def token_kubeconfig(platform: Platform, kube: client.ApiClient, namespace: str, account: str) -> str:

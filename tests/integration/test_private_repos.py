@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,33 +77,27 @@ def sync(
     command = reconciler_command(
         "sync --once", platform, repo, namespace, state_db=state / "sync.db", workdir=state / "repo"
     )
-    return subprocess.run(
+    with subprocess.Popen(
         [*traced(state / "execve.trace"), *command, *flags],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
         env={**os.environ, **(env or {})},
-    )
+        start_new_session=True,  # strace ignores SIGTERM and leaves its tracee running: end the group
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def traced(trace: Path) -> tuple[str, ...]:
     """A command prefix: strace writes the argument list of every program the command and its
-    children (git, ssh, askpass) run to `trace` (not their environments)."""
-    return ("strace", "-f", "-qq", "-e", "trace=execve", "-s", "100000", "-o", str(trace))
-
-
-@contextlib.contextmanager
-def stopped_at_the_end(daemon: Daemon) -> Iterator[Daemon]:
-    """A daemon under strace: SIGTERM goes to the daemon (strace ends with it); the fixture would
-    send it to strace, which leaves its tracee running."""
-    try:
-        yield daemon
-    finally:
-        strace = daemon.process.pid
-        for child in Path(f"/proc/{strace}/task/{strace}/children").read_text().split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(child), signal.SIGTERM)
-        daemon.process.wait(timeout=30)
+    children (git, ssh, askpass) run to `trace` (not their environments); with seccomp, only
+    execve stops a process."""
+    return ("strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=execve", "-s", "100000", "-o", str(trace))
 
 
 def assert_secret_nowhere(secret: str, places: dict[str, bytes]) -> None:
@@ -143,6 +137,11 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return records
 
 
+def after(failed: dict[str, Any], run: dict[str, Any]) -> bool:
+    """A run that succeeded after `failed` began (repeated failures stay on its row)."""
+    return bool(run["id"] > failed["id"] and run["outcome"] == "succeeded")
+
+
 def first_run(daemon: Daemon) -> dict[str, object]:
     return eventually(lambda: next((r for r in daemon.runs() if r["finished"]), None), 90, "a finished run")
 
@@ -166,42 +165,40 @@ def test_https_with_a_token_from_files_converges_and_a_rotated_token_works_at_th
     env = mounted(secret, {"username": user, "password": old_token})
     url = f"{platform.git_https_url}/{repo_name(config_repo)}"
     trace = tmp_path / "https.trace"
-    with stopped_at_the_end(
-        start_daemon(
-            "https.db",
-            *DAEMON_FLAGS,
-            "--git-ca-file",
-            str(platform.git_https_ca),
-            repo=url,
-            env=env,
-            prefix=traced(trace),
-        )
-    ) as daemon:
-        run = first_run(daemon)
-        assert run["outcome"] == "succeeded", run["error"]
-        assert len(deployments(kube, namespace)) == EXAMPLE_DEPLOYMENTS
+    daemon = start_daemon(
+        "https.db",
+        *DAEMON_FLAGS,
+        "--git-ca-file",
+        str(platform.git_https_ca),
+        repo=url,
+        env=env,
+        prefix=traced(trace),
+    )
+    run = first_run(daemon)
+    assert run["outcome"] == "succeeded", run["error"]
+    assert len(deployments(kube, namespace)) == EXAMPLE_DEPLOYMENTS
 
-        # the server takes a new token; the old one fails until the mounted file has the new one
-        new_token = platform.git_user(user).read_text()
-        revision = config_repo.push({**example_data(), "applications": example_data()["applications"][:1]})
-        failed = eventually(
-            lambda: next((r for r in daemon.runs() if r["outcome"] == "failed"), None),
-            60,
-            "a run with the old token",
-        )
-        assert "refused the username and password" in failed["error"], failed["error"]
-        replace(secret / "password", new_token)
-        eventually(
-            lambda: any(r["revision"] == revision and r["outcome"] == "succeeded" for r in daemon.runs()),
-            60,
-            "a run with the rotated token, without a restart",
-        )
-        assert daemon.process.poll() is None
-        assert "askpass.sh" in trace.read_text(), (
-            "the trace holds git's programs: the check below means something"
-        )
-        for token in (old_token, new_token):
-            assert_secret_nowhere(token, daemon_outputs(daemon, tmp_path, skip=(secret,)))
+    # the server takes a new token; the old one fails until the mounted file has the new one
+    new_token = platform.git_user(user).read_text()
+    revision = config_repo.push({**example_data(), "applications": example_data()["applications"][:1]})
+    failed = eventually(
+        lambda: next((r for r in daemon.runs() if r["outcome"] == "failed"), None),
+        60,
+        "a run with the old token",
+    )
+    assert "refused the username and password" in failed["error"], failed["error"]
+    replace(secret / "password", new_token)
+    eventually(
+        lambda: any(after(failed, r) and r["revision"] == revision for r in daemon.runs()),
+        60,
+        "a run with the rotated token, without a restart",
+    )
+    assert daemon.process.poll() is None
+    assert "askpass.sh" in trace.read_text(), (
+        "the trace holds git's programs: the check below means something"
+    )
+    for token in (old_token, new_token):
+        assert_secret_nowhere(token, daemon_outputs(daemon, tmp_path, skip=(secret,)))
 
 
 # -- ssh -----------------------------------------------------------------------------------------
@@ -226,30 +223,28 @@ def test_ssh_with_a_deploy_key_and_a_pinned_host_key_converges(
     url = f"{platform.git_ssh_url}/{repo_name(config_repo)}"
     flags = ("--ssh-key-file", str(key), "--ssh-known-hosts", str(platform.git_ssh_known_hosts))
     trace = tmp_path / "ssh.trace"
-    with stopped_at_the_end(
-        start_daemon("ssh.db", *DAEMON_FLAGS, *flags, repo=url, prefix=traced(trace))
-    ) as daemon:
-        run = first_run(daemon)
-        assert run["outcome"] == "succeeded", run["error"]
-        assert len(deployments(kube, namespace)) == EXAMPLE_DEPLOYMENTS
-        assert '"ssh", "-o"' in trace.read_text(), "the trace holds ssh's arguments"
-        assert not (tmp_path / "ssh.db-repo" / "known_hosts").exists(), "a pinned host key is never learned"
+    daemon = start_daemon("ssh.db", *DAEMON_FLAGS, *flags, repo=url, prefix=traced(trace))
+    run = first_run(daemon)
+    assert run["outcome"] == "succeeded", run["error"]
+    assert len(deployments(kube, namespace)) == EXAMPLE_DEPLOYMENTS
+    assert '"ssh", "-o"' in trace.read_text(), "the trace holds ssh's arguments"
+    assert not (tmp_path / "ssh.db-repo" / "known_hosts").exists(), "a pinned host key is never learned"
 
-        key.unlink()
-        revision = config_repo.push({**example_data(), "applications": example_data()["applications"][:1]})
-        failed = eventually(
-            lambda: next((r for r in daemon.runs() if r["outcome"] == "failed"), None),
-            60,
-            "a run without the key",
-        )
-        assert f"--ssh-key-file {key} cannot be read: No such file or directory" in failed["error"]
-        shutil.copy(deploy_key, key)
-        eventually(
-            lambda: any(r["revision"] == revision and r["outcome"] == "succeeded" for r in daemon.runs()),
-            60,
-            "a run with the key back, without a restart",
-        )
-        assert_secret_nowhere(private, daemon_outputs(daemon, tmp_path, skip=(key.parent,)))
+    key.unlink()
+    revision = config_repo.push({**example_data(), "applications": example_data()["applications"][:1]})
+    failed = eventually(
+        lambda: next((r for r in daemon.runs() if r["outcome"] == "failed"), None),
+        60,
+        "a run without the key",
+    )
+    assert f"--ssh-key-file {key} cannot be read: No such file or directory" in failed["error"]
+    shutil.copy(deploy_key, key)
+    eventually(
+        lambda: any(after(failed, r) and r["revision"] == revision for r in daemon.runs()),
+        60,
+        "a run with the key back, without a restart",
+    )
+    assert_secret_nowhere(private, daemon_outputs(daemon, tmp_path, skip=(key.parent,)))
 
 
 # -- refusals: one clear error, nothing applied, no secret shown ---------------------------------
@@ -289,20 +284,20 @@ def test_refusals_name_their_cause_apply_nothing_and_show_no_secret(
             https,
             ca,
             None,
-            "the server asks for a username and password and none could be read",
+            "the server asks for a username and password and none are given",
         ),
         "unknown CA": (
             https,
             (),
             {"username": user, "password": token.read_text()},
-            "the server's TLS certificate is not signed by a CA of the system's: give the CA that signed "
-            "it with --git-ca-file",
+            "the server's TLS certificate could not be verified with the system's CAs (server "
+            "certificate verification failed.",
         ),
         "CA of another server": (
             https,
             ("--git-ca-file", str(platform.kubeconfig.parent / "pki" / "ca.crt")),
             {"username": user, "password": token.read_text()},
-            "the server's TLS certificate is not signed by the CA in --git-ca-file",
+            "the server's TLS certificate could not be verified with the CA in --git-ca-file",
         ),
         "no key": (ssh, pinned, None, "the ssh server refused every key offered (no --ssh-key-file)"),
         "unknown key": (
@@ -330,16 +325,22 @@ def test_refusals_name_their_cause_apply_nothing_and_show_no_secret(
         key.read_text().splitlines()[1],
         unknown_key.read_text().splitlines()[1],
     ]
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[http]\n\tsslVerify = false\n[credential]\n\thelper = store\n")
+    weakening = {"HOME": str(home), "GIT_SSL_NO_VERIFY": "1", "GIT_CONFIG_GLOBAL": str(home / ".gitconfig")}
     for case, (url, flags, files, cause) in cases.items():
         state = tmp_path / "runs" / case.replace(" ", "-")
         env = mounted(tmp_path / "secret" / state.name, files) if files else {}
+        env |= weakening  # none of it may turn a check off, nor store a credential
         result = sync(platform, url, namespace, state, *flags, env=env)
         assert result.returncode == 4, (case, result.stdout, result.stderr)
         errors = [record["error"] for record in json_lines(result.stderr) if record.get("error")]
         assert len(errors) == 1, (case, result.stderr)
         assert cause in errors[0], case
         assert "Traceback" not in result.stderr
-        assert '"git", "-c", "credential.helper="' in (state / "execve.trace").read_text(), case
+        assert '"git", "--git-dir=' in (state / "execve.trace").read_text(), case
+        assert not (home / ".git-credentials").exists(), "a credential helper stored the token"
         places = {"stdout": result.stdout.encode(), "stderr": result.stderr.encode()}
         places |= {str(f): f.read_bytes() for f in state.rglob("*") if f.is_file()}
         for secret in secrets:

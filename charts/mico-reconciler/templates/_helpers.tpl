@@ -100,6 +100,7 @@ The RBAC rules of one scope (workload, build or lease) from files/rbac-rules.yam
 {{- if and .Values.rbac.create (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
 {{- fail "rbac.create with serviceAccount.create=false needs serviceAccount.name: the Roles would go to the namespace's default ServiceAccount, and so to every pod using it" }}
 {{- end }}
+{{- /* the ssh forms values.schema.json lets through for repo */}}
 {{- if and (regexMatch "^(ssh://|[^/:@]+@[^/:]+:)" .Values.repo) (not .Values.sshKey.knownHosts) (not .Values.sshKey.acceptNewHostKeys) }}
 {{- fail "an ssh repo needs sshKey.knownHosts (the server's host keys, e.g. from `ssh-keyscan`, checked out of band), or sshKey.acceptNewHostKeys: true to trust the first key seen" }}
 {{- end }}
