@@ -59,6 +59,8 @@ log = logging.getLogger("mico_reconciler.http")
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
 MAX_GET_BODY = 16 * 1024  # a GET's body means nothing; a small one is read and ignored
+#: HEAD is answered as GET without the body (monitors and link checkers ask with it).
+READS = ("GET", "HEAD")
 WEBHOOKS = ("/webhook/github", "/webhook/generic")
 GITHUB_TYPES = ("application/json", "application/x-www-form-urlencoded")
 
@@ -151,7 +153,7 @@ class Endpoints:
 
         Runs in the I/O thread: cheap and non-blocking only."""
         path = request.path
-        if request.method == "GET":
+        if request.method in READS:
             if length > MAX_GET_BODY:
                 return _json(413, {"error": "payload too large"})
             if path == "/healthz":
@@ -174,7 +176,7 @@ class Endpoints:
     def handle(self, request: Request) -> Response:
         """A damaged state database is a 500 with the cause in the log, not a traceback."""
         try:
-            return self.get(request) if request.method == "GET" else self.post(request)
+            return self.get(request) if request.method in READS else self.post(request)
         except StoreError as err:
             log.error("%s", err)
             return _json(500, {"error": "the state database cannot be read"})

@@ -444,3 +444,25 @@ def test_probes_and_the_api_still_answer(start: Callable[..., Daemon]) -> None:
         while answers.count(b"HTTP/1.1 200 OK\r\n") < 3 and (chunk := sock.recv(65536)):
             answers += chunk
         assert answers.count(b"HTTP/1.1 200 OK\r\n") == 3
+
+
+def test_head_is_answered_as_get_without_the_body(start: Callable[..., Daemon]) -> None:
+    """Pipelined behind HEAD, the next answer follows HEAD's headers at once: no body between."""
+    daemon = start()
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=5) as sock:
+        for path in ("/healthz", "/api/history", "/metrics"):
+            sock.sendall(request(path, method="GET"))
+            status, _, body = read_response(sock)
+            assert (status, len(body) > 0) == (200, True), path
+            sock.sendall(request(path, method="HEAD") + request("/api/health", method="GET"))
+            data = b""
+            while data.count(b"\r\n\r\n") < 2 and (chunk := sock.recv(65536)):
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n"), path
+            assert f"Content-Length: {len(body)}".encode() in head, path  # GET's length
+            assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), (path, rest[:80])
+            length = int(rest.split(b"Content-Length: ", 1)[1].split(b"\r\n", 1)[0])
+            received = len(rest.partition(b"\r\n\r\n")[2])
+            while received < length and (chunk := sock.recv(65536)):
+                received += len(chunk)
