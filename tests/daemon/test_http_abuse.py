@@ -450,7 +450,8 @@ def test_head_is_answered_as_get_without_the_body(start: Callable[..., Daemon]) 
     """Pipelined behind HEAD, the next answer follows HEAD's headers at once: no body between."""
     daemon = start()
     with socket.create_connection(("127.0.0.1", daemon.port), timeout=5) as sock:
-        for path in ("/healthz", "/api/history", "/metrics"):
+        # /metrics: its counters move between two requests, so its length may too
+        for path, same_length in (("/healthz", True), ("/api/history", True), ("/metrics", False)):
             sock.sendall(request(path, method="GET"))
             status, _, body = read_response(sock)
             assert (status, len(body) > 0) == (200, True), path
@@ -460,7 +461,9 @@ def test_head_is_answered_as_get_without_the_body(start: Callable[..., Daemon]) 
                 data += chunk
             head, _, rest = data.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200 OK\r\n"), path
-            assert f"Content-Length: {len(body)}".encode() in head, path  # GET's length
+            assert b"Content-Length: " in head, path
+            if same_length:
+                assert f"Content-Length: {len(body)}".encode() in head, path  # GET's length
             assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), (path, rest[:80])
             length = int(rest.split(b"Content-Length: ", 1)[1].split(b"\r\n", 1)[0])
             received = len(rest.partition(b"\r\n\r\n")[2])
