@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 
 from kubernetes import client
 
-from tests.integration.conftest import PLATFORM, SECRET, ConfigRepo, Daemon, deployments, identities
+from tests.integration.conftest import (
+    SECRET,
+    ConfigRepo,
+    Daemon,
+    deployments,
+    identities,
+    platform_command,
+)
 from tests.integration.test_daemon import _many_services
 from tests.integration.test_platform import eventually
 
 SERVICES = 150
 TRIGGER = {"Authorization": f"Bearer {SECRET.decode()}"}
-
-
-def platform_command(*args: str) -> None:
-    subprocess.run([sys.executable, str(PLATFORM), *args], check=True, capture_output=True)
 
 
 def metric(daemon: Daemon, name: str) -> list[str]:

@@ -66,11 +66,11 @@ class Platform:
 
     def git_user(self, name: str) -> Path:
         """A new token for the https user `name` (its old one stops working); the token's file."""
-        return Path(_platform_command("git-user", name))
+        return Path(platform_command("git-user", name))
 
     def deploy_key(self, repo: str) -> Path:
         """The private key that reads `repo` (a name under git_root) over ssh, made on first use."""
-        return Path(_platform_command("deploy-key", repo))
+        return Path(platform_command("deploy-key", repo))
 
     def kubectl(self, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -87,23 +87,20 @@ def _read_env(path: Path) -> dict[str, str]:
     return dict(pairs)
 
 
-def _platform_command(*args: str) -> str:
+def platform_command(*args: str) -> str:
+    """`platform.py ARGS` (stop a part, `up` again, a git user or deploy key): what it printed."""
     return subprocess.run(
         [sys.executable, str(PLATFORM), *args], capture_output=True, text=True, check=True
     ).stdout.strip()
-
-
-def _status() -> str:
-    return subprocess.run(
-        [sys.executable, str(PLATFORM), "status"], capture_output=True, text=True, check=True
-    ).stdout
 
 
 @pytest.fixture(scope="session")
 def platform() -> Iterator[Platform]:
     # started here only when it was down: a part stopped on purpose (a benchmark stops the
     # controller-manager) must not make the tests take the whole platform down after them
-    started_here = re.search(r"^kube-apiserver\s+stopped", _status(), flags=re.MULTILINE) is not None
+    started_here = (
+        re.search(r"^kube-apiserver\s+stopped", platform_command("status"), flags=re.MULTILINE) is not None
+    )
     subprocess.run([sys.executable, str(PLATFORM), "up"], check=True)
     env = _read_env(STATE / "env")
     yield Platform(

@@ -100,6 +100,11 @@ def traced(trace: Path) -> tuple[str, ...]:
     return ("strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=execve", "-s", "100000", "-o", str(trace))
 
 
+def new_key(path: Path) -> None:
+    """An ed25519 key pair no server knows: `path` and `path.pub`."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
 def assert_secret_nowhere(secret: str, places: dict[str, bytes]) -> None:
     leaks = [name for name, data in places.items() if secret.encode() in data]
     assert not leaks, f"the credential shows in {leaks}"
@@ -265,9 +270,9 @@ def test_refusals_name_their_cause_apply_nothing_and_show_no_secret(
     wrong = f"wrong-{uuid.uuid4().hex}"
     key = platform.deploy_key(name)
     unknown_key = tmp_path / "unknown-key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(unknown_key)], check=True)
+    new_key(unknown_key)
     other_host = tmp_path / "other-host"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_host)], check=True)
+    new_key(other_host)
     changed_hosts = tmp_path / "changed_known_hosts"
     host = platform.git_ssh_known_hosts.read_text().split()[0]
     changed_hosts.write_text(f"{host} {' '.join(other_host.with_suffix('.pub').read_text().split()[:2])}\n")
@@ -361,7 +366,7 @@ def test_trust_on_first_use_pins_the_first_host_key_in_the_work_directory(
     learned = (tmp_path / "repo" / "known_hosts").read_text().split()
     assert learned[1:3] == platform.git_ssh_known_hosts.read_text().split()[1:3]
     other = tmp_path / "other-host"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    new_key(other)
     swapped = [learned[0], *other.with_suffix(".pub").read_text().split()[:2]]
     (tmp_path / "repo" / "known_hosts").write_text(" ".join(swapped) + "\n")
     second = sync(platform, url, namespace, tmp_path, *flags)
