@@ -188,14 +188,15 @@ def _ssh_path(path: str) -> str:
 
 
 def _unreadable(path: str | None) -> str | None:
-    """Why `path` cannot be read (a mounted Secret or ConfigMap gone), or None."""
+    """Why `path` cannot be read (a mounted Secret or ConfigMap gone), or None. Opened without
+    blocking: a FIFO without a writer would otherwise hold the run forever."""
     if not path:
         return None
     try:
-        with open(path, "rb"):
-            return None
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
     except OSError as err:
         return err.strerror or type(err).__name__
+    return None
 
 
 def contents(path: Path) -> bytes | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,25 @@ def test_each_refusal_is_named_with_the_setting_to_change(tmp_path: Path) -> Non
     key.unlink()
     assert f"--ssh-key-file {key} cannot be read: No such file or directory" in str(cause(pinned, DENIED))
     assert cause(pinned, "fatal: remote error: access denied or repository not exported\n") is None
+
+
+def test_a_fifo_in_place_of_a_key_or_credential_file_does_not_hold_the_run(tmp_path: Path) -> None:
+    """Only after a refusal are the files looked at; a FIFO nobody writes must not block that."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    found: list[str | None] = []
+    unread = "fatal: could not read Username for 'https://h': terminal prompts disabled\n"
+    worker = threading.Thread(
+        target=lambda: found.extend(
+            [
+                Access(ssh_key_file=str(fifo)).refusal(DENIED, tmp_path, {}),
+                Access().refusal(unread, tmp_path, {"MICO_GIT_PASSWORD_FILE": str(fifo)}),
+            ]
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "opening the FIFO blocked"
+    assert "the ssh server refused the key in --ssh-key-file" in str(found[0])
+    assert "none are given" in str(found[1])
